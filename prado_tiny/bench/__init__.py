@@ -1,0 +1,1 @@
+"""prado_tiny.bench."""
