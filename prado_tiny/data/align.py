@@ -5,7 +5,10 @@ character spans (MTOP official) or only slot text (MTOP flat, MASSIVE `annot_utt
 """
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence, Tuple
+
+from prado_tiny.data.tokenizer import char_class
 
 Span = Tuple[str, int, int]  # (slot type, start, end), character offsets, end exclusive
 
@@ -118,9 +121,16 @@ def locate_slots(utterance: str, slots: Sequence[Tuple[str, str]],
         if not needle:
             problems.append(f"empty_slot_text: {label}")
             continue
-        pos = _find_free(hay, needle, taken, cursor)
-        if pos is None:
-            pos = _find_free(hay, needle, taken, 0)
+        # An occurrence made of whole words wins over one inside a word (`me` in `messaged`,
+        # casefolded `I` in `reminder`); inside-word matches remain a fallback for Thai-like text.
+        whole = functools.partial(_whole_words, utterance, index)
+        pos = None
+        for ok in (whole, None):
+            pos = _find_free(hay, needle, taken, cursor, ok)
+            if pos is None:
+                pos = _find_free(hay, needle, taken, 0, ok)
+            if pos is not None:
+                break
         if pos is None:
             problems.append(f"slot_text_not_in_utterance: {label} {text!r}")
             continue
@@ -131,10 +141,22 @@ def locate_slots(utterance: str, slots: Sequence[Tuple[str, str]],
     return spans, problems
 
 
-def _find_free(hay: str, needle: str, taken: List[bool], start: int) -> Optional[int]:
+def _find_free(hay: str, needle: str, taken: List[bool], start: int, ok=None) -> Optional[int]:
     pos = hay.find(needle, start)
     while pos != -1:
-        if not any(taken[pos:pos + len(needle)]):
+        if not any(taken[pos:pos + len(needle)]) and (ok is None or ok(pos, len(needle))):
             return pos
         pos = hay.find(needle, pos + 1)
     return None
+
+
+def _whole_words(utterance: str, index: List[int], pos: int, length: int) -> bool:
+    """False where a match of `length` squeezed characters at `pos` starts or ends inside a word
+    (a word character, or a mark, directly on both sides of the cut)."""
+    start, end = index[pos], index[pos + length - 1] + 1
+
+    def inside(cut: int) -> bool:
+        return (0 < cut < len(utterance) and char_class(utterance[cut - 1]) in "wm"
+                and char_class(utterance[cut]) in "wm")
+
+    return not inside(start) and not inside(end)
