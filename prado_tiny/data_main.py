@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import os
 import sys
 from typing import Iterable, Optional, TextIO
 
@@ -172,6 +173,10 @@ def main(argv):
                 "dataset": FLAGS.dataset, "split": FLAGS.split, "data_dir": FLAGS.data_dir,
                 "languages": FLAGS.languages or None, **summary})
             print(f"report written to {FLAGS.output_json}")
+    except BrokenPipeError:
+        # `prado-data ... | head`: the reader of our output has gone; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except DataError as err:
         # One line, no traceback: the message already says file:line and what is wrong.
         print(str(err), file=sys.stderr)
