@@ -4,6 +4,8 @@ Usage: prado-bench --models=A.tflite,B.tflite --target=local --output_json=FILE
 """
 from absl import app, flags
 
+from prado_tiny import common_flags
+
 flags.DEFINE_list("models", [], "Comma-separated .tflite files to benchmark.")
 flags.DEFINE_enum("target", "local", ["local", "adb", "ssh"], "Where to run the benchmark.")
 flags.DEFINE_string("output_json", None, "Write one JSON record per model and target.")
@@ -17,7 +19,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common_flags.run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -18,3 +18,18 @@ def define_data_flags(split_default: str = "train") -> None:
                       "(EN, en_XX, en-US). Empty means every language present.")
     flags.DEFINE_bool("skip_bad_rows", False,
                       "Skip malformed rows (counted and reported) instead of stopping at the first one.")
+
+
+def run_main(main, module_name: str) -> None:
+    """Runs an absl `main` as a console script, with `--help` listing the tool's flags.
+
+    absl's --help lists the key flags of the module named by sys.argv[0]; under a console script
+    that is `prado-data`, not the defining module, so its key flags are registered for it too.
+    """
+    import sys
+
+    from absl import app
+
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main)

@@ -195,11 +195,7 @@ def _write_json(path: str, summary: dict) -> None:
 
 def run():
     """The `prado-data` console script."""
-    # absl's --help lists the flags of the module named by sys.argv[0]; under the console script
-    # that is `prado-data`, not this module, so register our key flags for it too.
-    for flag in FLAGS.get_key_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    common_flags.run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Usage: prado-export --model_dir=DIR --output=FILE.tflite
 """
 from absl import app, flags
 
+from prado_tiny import common_flags
+
 flags.DEFINE_string("model_dir", None, "A model directory written by prado-train.")
 flags.DEFINE_string("output", None, "Path of the .tflite file to write.")
 FLAGS = flags.FLAGS
@@ -16,7 +18,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common_flags.run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common_flags.run_main(main, __name__)
 
 
 if __name__ == "__main__":
