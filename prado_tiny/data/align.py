@@ -99,16 +99,19 @@ def _squeeze(text: str) -> Tuple[str, List[int]]:
     return "".join(kept), index
 
 
-def locate_slots(utterance: str, slots: Sequence[Tuple[str, str]],
-                 casefold: bool = True) -> Tuple[List[Span], List[str]]:
+def locate_slots(utterance: str, slots: Sequence[Tuple[str, str]], casefold: bool = True,
+                 tokens: Optional[Sequence[Tuple[str, int, int]]] = None) -> Tuple[List[Span], List[str]]:
     """Finds each `(type, text)` slot in `utterance`, ignoring whitespace (Thai MTOP writes slot
     text space-tokenised while its utterances are unsegmented).
 
     Slots are searched left to right from the end of the previous one, then anywhere not yet
     taken, so a repeated word (`Steve and Steve`) gets its own occurrence. Returns the spans found
-    and one reason per slot that was not found.
+    and one reason per slot that was not found. With `tokens`, an occurrence that starts and ends
+    on token boundaries wins over one that cuts a token (`amour`, not the `amour` of `l'amour`).
     """
     hay, index = _squeeze(utterance)
+    starts = {s for _, s, _ in tokens or ()}
+    ends = {e for _, _, e in tokens or ()}
     if casefold:
         hay = hay.lower()
     taken = [False] * len(hay)
@@ -124,8 +127,11 @@ def locate_slots(utterance: str, slots: Sequence[Tuple[str, str]],
         # An occurrence made of whole words wins over one inside a word (`me` in `messaged`,
         # casefolded `I` in `reminder`); inside-word matches remain a fallback for Thai-like text.
         whole = functools.partial(_whole_words, utterance, index)
+        tiers = (whole, None)
+        if tokens:
+            tiers = (lambda p, n: index[p] in starts and index[p + n - 1] + 1 in ends,) + tiers
         pos = None
-        for ok in (whole, None):
+        for ok in tiers:
             pos = _find_free(hay, needle, taken, cursor, ok)
             if pos is None:
                 pos = _find_free(hay, needle, taken, 0, ok)
