@@ -188,14 +188,15 @@ def flat_to_bio(utterance: str, slots: Sequence[Tuple[str, str]],
                 tokens: Optional[Sequence[Token]] = None) -> Tuple[List[Token], List[str], List[str]]:
     """Places a flat frame's `(slot_type, slot_text)` slots on `utterance` and tags its tokens.
 
-    Slot text -> character spans (`align.locate_slots`, whitespace and case insensitive) -> tokens
+    Slot text -> character spans (`align.locate_slots`, whitespace and case insensitive, preferring
+    occurrences on token boundaries, then on word boundaries) -> tokens
     split where a span starts or ends inside one (`split_at_boundaries`) -> BIO (`spans_to_bio`).
     `tokens` defaults to `tokenize(utterance)`. Returns `(tokens, tags, problems)`; a slot that
     cannot be placed leaves its tokens `O` and adds one `reason_code: details` string to problems.
     """
     if tokens is None:
         tokens = tokenize(utterance)
-    spans, problems = _place(utterance, list(slots))
+    spans, problems = _place(utterance, list(slots), tokens)
     tokens = split_at_boundaries(utterance, tokens, spans)
     placed: list = []
     for span in spans:
@@ -209,18 +210,18 @@ def flat_to_bio(utterance: str, slots: Sequence[Tuple[str, str]],
     return list(tokens), spans_to_bio(tokens, placed), problems
 
 
-def _place(utterance: str, slots: List[Tuple[str, str]]) -> Tuple[list, List[str]]:
+def _place(utterance: str, slots: List[Tuple[str, str]], tokens) -> Tuple[list, List[str]]:
     """`locate_slots`, retried longest slot first when some slot found its text taken (a short
     slot placed first can take the only free occurrence a longer one needs: PERSON_REMINDED `my`
     before TODO `my class`); keeps whichever placement places more slots. Slots whose text is in
     the utterance but only under other slots get reason `overlapping_slots` (or `duplicate_slot`
     for a slot repeated more often than its text occurs) instead of `slot_text_not_in_utterance`.
     """
-    spans, problems = locate_slots(utterance, slots)
+    spans, problems = locate_slots(utterance, slots, tokens=tokens)
     if not problems:
         return spans, problems
     by_length = sorted(slots, key=lambda sl: -len(_squeezed(sl[1])))
-    spans2, problems2 = locate_slots(utterance, by_length)
+    spans2, problems2 = locate_slots(utterance, by_length, tokens=tokens)
     if len(problems2) < len(problems):
         spans, problems = spans2, problems2
     hay = _squeezed(utterance)
