@@ -67,11 +67,16 @@ def read_mtop_file(path: str, language: Optional[str] = None, report: Optional[R
     state = {"columns": None}
 
     def parse_row(number: int, text: str) -> Example:
-        expected = state["columns"] or (OFFICIAL_COLUMNS, FLAT_COLUMNS)
-        cols = split_columns(path, number, text, expected)
-        if state["columns"] is None:
-            state["columns"] = len(cols)
         err = lambda msg: DataError(path, number, msg)  # noqa: E731
+        if state["columns"] is None:
+            cols = split_columns(path, number, text, (OFFICIAL_COLUMNS, FLAT_COLUMNS))
+            state["columns"] = len(cols)
+        else:
+            cols = text.split("\t")
+            if len(cols) != state["columns"]:
+                fmt = "official 8-column" if state["columns"] == OFFICIAL_COLUMNS else "5-column flat"
+                raise err(f"expected {state['columns']} tab-separated columns ({fmt} format, as the file's "
+                          f"first row), found {len(cols)}")
         if len(cols) == OFFICIAL_COLUMNS:
             ex = _official_row(cols, err)
         else:
