@@ -188,9 +188,9 @@ def flat_to_bio(utterance: str, slots: Sequence[Tuple[str, str]],
                 tokens: Optional[Sequence[Token]] = None) -> Tuple[List[Token], List[str], List[str]]:
     """Places a flat frame's `(slot_type, slot_text)` slots on `utterance` and tags its tokens.
 
-    Slot text -> character spans (`align.locate_slots`, whitespace and case insensitive, preferring
-    occurrences on token boundaries, then on word boundaries) -> tokens
-    split where a span starts or ends inside one (`split_at_boundaries`) -> BIO (`spans_to_bio`).
+    Slot text -> character spans (`align.locate_slots`: whitespace and case insensitive, preferring
+    occurrences on token boundaries, then on word boundaries) -> tokens split where a span starts
+    or ends inside one (`split_at_boundaries`) -> BIO (`spans_to_bio`).
     `tokens` defaults to `tokenize(utterance)`. Returns `(tokens, tags, problems)`; a slot that
     cannot be placed leaves its tokens `O` and adds one `reason_code: details` string to problems.
     """
