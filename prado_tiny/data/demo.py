@@ -114,13 +114,13 @@ GRAMMAR["en"] = {
     },
     "templates": {
         "CREATE_ALARM": [
-            "(please |can you |)set an alarm {DATE_TIME:time}(, please|)",
+            "(please |can you |)set an alarm {DATE_TIME:time}",
             "wake me up {DATE_TIME:time}",
             "(please |)set my alarm {DATE_TIME:time}",
             "I need an alarm {DATE_TIME:time}",
             "can you wake me {DATE_TIME:time}(?|)",
             "alarm {DATE_TIME:time} (please|)",
-            "(please |)set an alarm(, please|)",
+            "set an alarm(, please|)",
             "new alarm {DATE_TIME:time}",
         ],
         "GET_ALARM": [
@@ -169,7 +169,7 @@ GRAMMAR["en"] = {
             "(please |)play some music",
         ],
         "PAUSE_MUSIC": [
-            "(please |can you |)(pause|stop) the (music|song)(, please|)",
+            "(can you |)(pause|stop) the (music|song)(, please|)",
             "(stop|pause) playing",
             "pause(, please|)",
             "hold the music",
@@ -229,7 +229,7 @@ GRAMMAR["de"] = {
                               "Adele", "Nena", "Kraftwerk", "Peter Fox", "Udo Lindenberg"],
         "MUSIC_GENRE": ["Jazz", "Rock", "klassische Musik", "Hip-Hop", "Schlager", "Techno",
                         "Reggae", "Volksmusik", "Blues"],
-        "contact": ["Anna", "Mama", "Papa", "Jonas", "Lena Schmidt", "Oma", "Herrn Weber", "Felix",
+        "contact": ["Anna", "Mama", "Papa", "Jonas", "Lena Schmidt", "Oma", "Dr. Weber", "Felix",
                     "Frau Müller", "Tim"],
         "CONTENT_EXACT": ["ich bin unterwegs", "ich komme später", "bis heute Abend",
                           "ruf mich zurück", "alles Gute zum Geburtstag", "vergiss die Schlüssel nicht",
@@ -474,7 +474,7 @@ GRAMMAR["th"] = {
                           "สุขสันต์ วัน เกิด", "อย่า ลืม กุญแจ", "อีก สิบ นาที ถึง", "ประชุม เลื่อน แล้ว",
                           "ฝัน ดี"],
         "TODO": ["ซื้อ นม", "โทร หา หมอ ฟัน", "ไป รับ ลูก", "กิน ยา", "รด น้ำ ต้นไม้", "จ่าย ค่า เช่า",
-                 "ส่ง รายงาน", "จอง โต๊ะ", "ให้ อาหาร แมว"],
+                 "ส่ง รายงาน", "จอง โต๊ะ", "พา แมว ไป หา หมอ"],
         "ORDINAL": ["ถัด ไป", "แรก", "สุดท้าย", "ล่าสุด"],
     },
     "templates": {
