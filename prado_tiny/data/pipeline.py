@@ -122,11 +122,12 @@ class InputPipeline:
       max_seq_len: tokens per example; longer examples are cut (counted, logged).
       ignore_label: the slot label of padded positions.
 
-    Example:
+    Example (`train` is a list of `Example`s):
 
-    >>> pipe = InputPipeline(LabelVocab.from_examples(train), max_seq_len=32)
-    >>> ds = pipe.dataset(train, batch_size=64, shuffle=True, seed=0)  # doctest: +SKIP
-    >>> features, labels = next(iter(ds))  # codepoints [64, 32, 24], token_mask, intent, slots
+        pipe = InputPipeline(LabelVocab.from_examples(train), max_seq_len=32)
+        ds = pipe.dataset(train, batch_size=64, shuffle=True, seed=0)
+        features, labels = next(iter(ds))  # codepoints [64, 32, 24], token_mask; intent, slots
+        print(pipe.stats.summary(32))
     """
 
     def __init__(self, vocab: LabelVocab, featurizer: Optional[Featurizer] = None,
