@@ -422,7 +422,8 @@ def read(data_dir: str, split: str, languages: Optional[Iterable[str] | str] = N
         files = [(lang, path, "jsonl") for lang in (wanted or sorted(jsonl)) for path in jsonl[lang]]
     else:
         folders = _folder_files(data_dir)
-        present = "; ".join(f"{lang}: {', '.join(sorted(splits))}" for lang, splits in folders.items()) or "none"
+        present = "; ".join(f"{lang}: {', '.join(sorted(splits))}"
+                            for lang, splits in folders.items()) or "none"
         files = []
         for lang in wanted or sorted(folders):
             by_split = folders.get(lang, {})

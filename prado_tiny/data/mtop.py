@@ -25,9 +25,9 @@ as written.
 A slot that cannot be placed (the flat parse of some rows repeats a slot, or lists a slot inside
 another: `TODO der Besetzung heute Abend ...` and `DATE_TIME heute Abend`) leaves its tokens `O`
 and sets `Example.unaligned` to `reason_code: details`; the row is still yielded. In the published
-CoF-CoT train and eval files that is 163 of 84,808 rows, none of them English: `overlapping_slots` (142: the
-slot's only occurrence lies inside another slot, as translated annotations sometimes put two
-slots on the same words) and `duplicate_slot` (21: a slot listed more often than its text
+CoF-CoT train and eval files that is 163 of 84,808 rows, none of them English: `overlapping_slots`
+(142: the slot's only occurrence lies inside another slot, as translated annotations sometimes put
+two slots on the same words) and `duplicate_slot` (21: a slot listed more often than its text
 occurs). BIO tags cannot hold two slots on one token, so the first placed keeps it. Malformed rows
 (column count, brackets, spans outside the utterance, bad tokens JSON, empty utterance, ...) raise
 DataError naming `file:line`, or are skipped and counted with `skip_bad_rows`.
