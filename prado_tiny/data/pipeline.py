@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_SEQ_LEN = 64
 IGNORE_LABEL = -1
 TOKEN_MASK = "token_mask"
+# Examples featurized per generator step (see `InputPipeline.dataset`).
+_CHUNK = 256
 
 Featurizer = Callable[[List[str]], Dict[str, np.ndarray]]
 
@@ -276,14 +278,20 @@ class InputPipeline:
         token_lists = [self._tokens(ex) for ex in examples]
 
         def generate():
-            for i, tokens in enumerate(token_lists):
-                if i == 0 and first.get("features") is not None:
-                    yield first.pop("features")
-                else:
-                    yield self.featurize(tokens)
+            # Chunks of examples per yield: each yield crosses from TF into Python, which costs
+            # more than featurizing one example; `unbatch` below restores single examples.
+            for lo in range(0, len(token_lists), _CHUNK):
+                chunk = []
+                for i in range(lo, min(lo + _CHUNK, len(token_lists))):
+                    if i == 0 and first.get("features") is not None:
+                        chunk.append(first.pop("features"))
+                    else:
+                        chunk.append(self.featurize(token_lists[i]))
+                yield {k: np.stack([f[k] for f in chunk]) for k in chunk[0]}
 
-        signature = {k: tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for k, v in first["features"].items()}
-        features = tf.data.Dataset.from_generator(generate, output_signature=signature)
+        signature = {k: tf.TensorSpec((None,) + v.shape, tf.as_dtype(v.dtype))
+                     for k, v in first["features"].items()}
+        features = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
         if cache == "memory":
             features = features.cache()
         elif cache:
