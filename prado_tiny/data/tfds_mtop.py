@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow_datasets as tfds
