@@ -208,6 +208,11 @@ def test_type_errors():
         enc.encode_tokens([b"bytes"])
     with pytest.raises(TypeError):
         enc.encode_text(["a"])
+    with pytest.raises(TypeError):
+        enc.encode_texts("one text")
+    # Any iterable of token lists, e.g. a generator.
+    gen = enc.encode_tokens_batch(t for t in (["a"], ["b", "c"]))
+    assert enc.decode_tokens(gen[1]) == ["b", "c"]
     with pytest.raises(ValueError):
         TextEncoder(max_tokens=0)
     with pytest.raises(ValueError):

@@ -130,11 +130,19 @@ def test_python_splitter_equals_tf_text_on_generated_strings(heads, tails, words
     assert splitter.split_tokens(words) == splitter.split_with_tf_text(words)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(words=st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=30),
-                      min_size=1, max_size=20))
-def test_python_splitter_equals_tf_text_on_arbitrary_unicode(learned, words):
-    splitter = WordpieceSplitter(learned[2])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_python_splitter_equals_tf_text_on_arbitrary_unicode(learned, data):
+    vocab = learned[2]
+    # Arbitrary strings (mostly kept whole), and strings glued from real pieces with an
+    # occasional foreign character (long greedy matches, dead ends, continuation pieces).
+    glued = st.lists(st.one_of(st.sampled_from(vocab).map(lambda p: p.removeprefix("##")),
+                               st.characters(exclude_categories=("Cs",))),
+                     min_size=1, max_size=8).map("".join)
+    words = data.draw(st.lists(st.one_of(
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=30), glued),
+        min_size=1, max_size=30))
+    splitter = WordpieceSplitter(vocab)
     assert splitter.split_tokens(words) == splitter.split_with_tf_text(words)
 
 

@@ -286,6 +286,7 @@ class TextEncoder:
 
     def encode_tokens_batch(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """Token form of several token lists: int32 `[batch, max_tokens, max_chars]`."""
+        token_lists = _as_list(token_lists)
         buf = self._join_tokens(token_lists, count_sequences=True)
         return np.frombuffer(buf, dtype=_INT32).reshape(
             len(token_lists), self.max_tokens, self.max_chars)
@@ -296,6 +297,7 @@ class TextEncoder:
 
     def encode_subwords_batch(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """Subword form: int32 `[batch, max_tokens, max_pieces, max_chars]`."""
+        token_lists = _as_list(token_lists)
         buf = self._join_subwords(token_lists, count_sequences=True)
         return np.frombuffer(buf, dtype=_INT32).reshape(
             len(token_lists), self.max_tokens, self.max_pieces, self.max_chars)
@@ -314,6 +316,8 @@ class TextEncoder:
 
     def encode_texts(self, texts: Sequence[str]) -> EncodedText:
         """Batched `encode_text`: arrays with a leading batch axis, lists of token lists."""
+        if isinstance(texts, str):
+            raise TypeError("encode_texts takes a list of texts (use encode_text for one)")
         triples = [self.tokenize(t) for t in texts]
         tokens = [[t for t, _, _ in tr] for tr in triples]
         offsets = [[(s, e) for _, s, e in tr] for tr in triples]
@@ -512,6 +516,12 @@ class TextEncoder:
             config["wordpiece"] = dict(wp, vocabulary=load_vocabulary(
                 os.path.join(directory, wp["vocabulary"])))
         return cls.from_config(config)
+
+
+def _as_list(token_lists) -> list:
+    if isinstance(token_lists, str):
+        raise TypeError("expected a list of token lists, got a str")
+    return token_lists if isinstance(token_lists, (list, tuple)) else list(token_lists)
 
 
 def config_fingerprint(config) -> str:
