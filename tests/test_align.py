@@ -1,7 +1,8 @@
 """Tests for prado_tiny.data.align."""
 import pytest
 
-from prado_tiny.data.align import (AlignmentError, bio_to_spans, locate_slots, spans_to_bio,
+from prado_tiny.data.align import (AlignmentError, bad_bio_tag, bio_to_spans, locate_slots, place_spans,
+                                   spans_to_bio,
                                    split_at_boundaries)
 from prado_tiny.data.tokenizer import tokenize
 
@@ -53,3 +54,16 @@ def test_locate_slots_thai_and_repeats():
 def test_locate_slots_reports_missing_text():
     spans, problems = locate_slots("call mom", [("CONTACT", "dad")])
     assert spans == [] and problems[0].startswith("slot_text_not_in_utterance")
+
+
+def test_place_spans_keeps_the_good_spans():
+    toks = tokenize("call mom now")
+    tags, problems = place_spans(toks, [("a", 5, 8), ("b", 5, 12), ("c", 9, 12)])
+    assert tags == ["O", "B-a", "B-c"]
+    assert len(problems) == 1 and problems[0].startswith("overlapping_slots: b")
+
+
+def test_bad_bio_tag():
+    assert bad_bio_tag(["O", "B-x", "I-x"]) is None
+    assert "tag 2" in bad_bio_tag(["O", "X-x"])
+    assert bad_bio_tag(["B-"]) is not None

@@ -148,7 +148,7 @@ FOLDER_BAD = {
     "sp unbalanced": ("train_en_sp.txt", SP[:1] + ["wake me\t[IN:alarm_set [SL:time me]\talarm\ten-US"], "malformed parse"),
     "sp columns": ("train_en_sp.txt", SP[:1] + ["wake me\talarm\ten-US"], "expected 4 tab-separated columns"),
     "conll columns": ("train_en_conll.txt", ["wake\tO", "me O", ""], "expected 2 tab-separated columns"),
-    "conll tag": ("train_en_conll.txt", ["wake\tO", "me\tB_x", ""], "'B_x' is not O"),
+    "conll tag": ("train_en_conll.txt", ["wake\tO", "me\tB_x", ""], "malformed slot tag 'B_x'"),
 }
 
 

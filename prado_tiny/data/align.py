@@ -6,6 +6,7 @@ character spans (MTOP official) or only slot text (MTOP flat, MASSIVE `annot_utt
 from __future__ import annotations
 
 import functools
+import re
 from typing import List, Optional, Sequence, Tuple
 
 from prado_tiny.data.tokenizer import char_class
@@ -59,6 +60,34 @@ def spans_to_bio(tokens: Sequence[Tuple[str, int, int]], spans: Sequence[Span]) 
         for i in inside[1:]:
             tags[i] = "I-" + label
     return tags
+
+
+def place_spans(tokens: Sequence[Tuple[str, int, int]],
+                spans: Sequence[Span]) -> Tuple[List[str], List[str]]:
+    """BIO tags for `spans` placed one at a time, in the given order, so that one bad span (an
+    overlap, a span covering no token) costs only itself. Returns the tags and one reason per
+    span that could not be placed."""
+    placed: List[Span] = []
+    problems: List[str] = []
+    for span in spans:
+        try:
+            spans_to_bio(tokens, placed + [span])
+        except AlignmentError as e:
+            problems.append(str(e))
+            continue
+        placed.append(span)
+    return spans_to_bio(tokens, placed), problems
+
+
+_BIO_TAG = re.compile(r"^(O|[BI]-\S+)$")
+
+
+def bad_bio_tag(tags: Sequence[str]) -> Optional[str]:
+    """Why `tags` is not a BIO sequence (the first tag that is not O, B-type or I-type), or None."""
+    for i, tag in enumerate(tags):
+        if not _BIO_TAG.match(tag):
+            return f"malformed slot tag {tag!r} (tag {i + 1}); expected O, B-<slot> or I-<slot>"
+    return None
 
 
 def bio_to_spans(tags: Sequence[str]) -> List[Tuple[str, int, int]]:

@@ -34,7 +34,7 @@ import os
 import re
 from typing import Iterable, Iterator, List, Optional, Tuple
 
-from prado_tiny.data.align import AlignmentError, bio_to_spans, spans_to_bio, split_at_boundaries
+from prado_tiny.data.align import bad_bio_tag, bio_to_spans, place_spans, split_at_boundaries
 from prado_tiny.data.example import DataError, Example, ReadReport
 from prado_tiny.data.lines import read_rows, split_columns
 from prado_tiny.data.names import canonical_split, iso_language, parse_languages, split_names
@@ -44,7 +44,6 @@ from prado_tiny.data.tokenizer import whitespace_tokenize
 KINDS = ("sp", "raw", "conll")  # order of preference: see the module docstring
 _FOLDER_FILE_RE = re.compile(r"^([A-Za-z]+)_([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)?)_(raw|sp|conll)\.txt$")
 _JSONL_RE = re.compile(r"^([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)?)\.jsonl$")
-_TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
 _JSON_KEYS = ("id", "locale", "partition", "intent", "utt", "annot_utt")
 
 
@@ -80,9 +79,9 @@ def _example(ex_id, lang, utterance, tokens, intent, tags, parse, domain, proble
 
 
 def _check_tags(tags: List[str], err) -> None:
-    for i, tag in enumerate(tags):
-        if not _TAG_RE.match(tag):
-            raise err(f"tag {i + 1} {tag!r} is not O, B-type or I-type")
+    problem = bad_bio_tag(tags)
+    if problem:
+        raise err(problem)
 
 
 def _raw_row(cols: List[str], err) -> tuple:
@@ -180,15 +179,7 @@ def _json_row(data, err) -> tuple:
             inner = [position[p] for p in range(s, e) if p in position]
             spans.append((label, utt_index[inner[0]], utt_index[inner[-1]] + 1))
         tokens = split_at_boundaries(utterance, tokens, spans)
-        placed, problems = [], []
-        for span in spans:
-            try:
-                spans_to_bio(tokens, placed + [span])
-            except AlignmentError as e:
-                problems.append(str(e))
-                continue
-            placed.append(span)
-        tags = spans_to_bio(tokens, placed)
+        tags, problems = place_spans(tokens, spans)
     else:
         # The texts differ beyond whitespace: fall back to searching the slot text in utt.
         tokens, tags, problems = flat_to_bio(utterance, slots, tokens)

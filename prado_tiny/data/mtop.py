@@ -16,7 +16,7 @@ tags as the official file (a nested slot's official span also covers connecting 
 decoupled parse drops, `with my mom` over `[SL:TODO [IN:GET_TODO [SL:ATTENDEE ... my mom ...`).
 Tokens come from `tokenizer.tokenize`, slot text is placed by `align.locate_slots` (whitespace and
 case insensitive, so Thai's space-tokenised slot text finds its unsegmented utterance text), tokens
-are split where a slot boundary falls inside one, and tags come from `align.spans_to_bio`.
+are split where a slot boundary falls inside one, and tags come from `align.place_spans`.
 
 Labels drop their `IN:`/`SL:` prefixes (`intent="CREATE_CALL"`, tags `B-CONTACT`), in both
 serialisations, so that both give identical examples; `Example.parse` keeps the decoupled parse
@@ -38,7 +38,7 @@ import json
 import os
 from typing import Iterable, Iterator, List, Optional
 
-from prado_tiny.data.align import AlignmentError, spans_to_bio, split_at_boundaries
+from prado_tiny.data.align import place_spans, split_at_boundaries
 from prado_tiny.data.example import DataError, Example, ReadReport
 from prado_tiny.data.lines import read_rows, split_columns
 from prado_tiny.data.names import SPLIT_ALIASES, iso_language, parse_languages, split_names
@@ -130,7 +130,7 @@ def _official_row(cols: List[str], err) -> Example:
     tokens = _official_tokens(tokens_json, utterance, err)
     spans = _official_spans(slot_col, utterance, err)
     tokens = split_at_boundaries(utterance, tokens, spans)
-    tags, problems = _tag(tokens, spans)
+    tags, problems = place_spans(tokens, sorted(spans, key=lambda s: (s[1], s[2])))
     return Example(id=ex_id, language=lang, utterance=utterance, tokens=[t for t, _, _ in tokens],
                    offsets=[(s, e) for _, s, e in tokens], intent=intent, slots=tags, parse=parse,
                    domain=domain, unaligned="; ".join(problems) or None)
@@ -186,17 +186,6 @@ def _official_spans(slot_col: str, utterance: str, err) -> list:
     return spans
 
 
-def _tag(tokens: list, spans: list):
-    """BIO tags for `spans`, adding them one at a time so that one bad span costs only itself."""
-    placed, problems = [], []
-    for span in sorted(spans, key=lambda s: (s[1], s[2])):
-        try:
-            spans_to_bio(tokens, placed + [span])
-        except AlignmentError as e:
-            problems.append(str(e))
-            continue
-        placed.append(span)
-    return spans_to_bio(tokens, placed), problems
 
 
 def _flat_row(cols: List[str], err) -> Example:

@@ -21,13 +21,13 @@ import os
 import re
 from typing import Iterable, Iterator, List, Optional
 
+from prado_tiny.data.align import bad_bio_tag
 from prado_tiny.data.example import DataError, Example, ReadReport
 from prado_tiny.data.lines import iter_lines, read_rows, split_columns
 from prado_tiny.data.names import iso_language, parse_languages, split_names
 
 HEADER = ("id", "utterance", "slot_labels", "intent")
 _FILE_RE = re.compile(r"^([A-Za-z]+)_([A-Za-z]{2,3})\.tsv$")
-_TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
 
 
 def space_tokenize(text: str) -> list:
@@ -130,10 +130,9 @@ def read_file(path: str, language: str, report: Optional[ReadReport] = None,
         if not intent:
             raise DataError(path, number, "empty intent")
         tags = tag_text.split()  # a doubled space between tags (train_HI.tsv) is not an extra tag
-        for i, tag in enumerate(tags):
-            if not _TAG_RE.match(tag):
-                raise DataError(path, number, f"malformed slot tag {tag!r} (tag {i + 1}); "
-                                              "expected O, B-<slot> or I-<slot>")
+        problem = bad_bio_tag(tags)
+        if problem:
+            raise DataError(path, number, problem)
         triples = space_tokenize(utterance)
         unaligned = None
         if len(tags) != len(triples):

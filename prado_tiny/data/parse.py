@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Sequence, Tuple, Union
 
-from prado_tiny.data.align import AlignmentError, locate_slots, spans_to_bio, split_at_boundaries
+from prado_tiny.data.align import locate_slots, place_spans, split_at_boundaries
 from prado_tiny.data.tokenizer import tokenize
 
 Token = Tuple[str, int, int]
@@ -190,7 +190,7 @@ def flat_to_bio(utterance: str, slots: Sequence[Tuple[str, str]],
 
     Slot text -> character spans (`align.locate_slots`: whitespace and case insensitive, preferring
     occurrences on token boundaries, then on word boundaries) -> tokens split where a span starts
-    or ends inside one (`split_at_boundaries`) -> BIO (`spans_to_bio`).
+    or ends inside one (`split_at_boundaries`) -> BIO (`place_spans`).
     `tokens` defaults to `tokenize(utterance)`. Returns `(tokens, tags, problems)`; a slot that
     cannot be placed leaves its tokens `O` and adds one `reason_code: details` string to problems.
     """
@@ -198,16 +198,8 @@ def flat_to_bio(utterance: str, slots: Sequence[Tuple[str, str]],
         tokens = tokenize(utterance)
     spans, problems = _place(utterance, list(slots), tokens)
     tokens = split_at_boundaries(utterance, tokens, spans)
-    placed: list = []
-    for span in spans:
-        # One span at a time, so that one bad span does not cost the others their tags.
-        try:
-            spans_to_bio(tokens, placed + [span])
-        except AlignmentError as e:
-            problems.append(str(e))
-            continue
-        placed.append(span)
-    return list(tokens), spans_to_bio(tokens, placed), problems
+    tags, more = place_spans(tokens, spans)
+    return list(tokens), tags, problems + more
 
 
 def _place(utterance: str, slots: List[Tuple[str, str]], tokens) -> Tuple[list, List[str]]:

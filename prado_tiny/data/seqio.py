@@ -14,9 +14,9 @@ error.
 from __future__ import annotations
 
 import os
-import re
 from typing import Iterable, Iterator, List, Optional
 
+from prado_tiny.data.align import bad_bio_tag
 from prado_tiny.data.example import DataError, Example, ReadReport
 from prado_tiny.data.lines import iter_lines
 from prado_tiny.data.names import parse_languages, split_names
@@ -24,7 +24,6 @@ from prado_tiny.data.tokenizer import whitespace_tokenize
 
 FILES = ("seq.in", "seq.out", "label")
 LANGUAGE = "en"
-_TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
 
 
 def _is_split_dir(path: str) -> bool:
@@ -119,10 +118,9 @@ def _parse(paths, number, texts, split_name, strict_tags) -> Example:
     if not intent:
         raise DataError(paths[2], number, "empty intent label")
     tags = seq_out.split()
-    for i, tag in enumerate(tags):
-        if not _TAG_RE.match(tag):
-            raise DataError(paths[1], number, f"malformed slot tag {tag!r} (tag {i + 1}); "
-                                              "expected O, B-<slot> or I-<slot>")
+    problem = bad_bio_tag(tags)
+    if problem:
+        raise DataError(paths[1], number, problem)
     triples = whitespace_tokenize(utterance)
     unaligned = None
     if len(tags) != len(triples):
