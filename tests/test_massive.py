@@ -142,7 +142,7 @@ def test_conll_without_trailing_blank_line(tmp_path):
 FOLDER_BAD = {
     "raw columns": ("train_en_raw.txt", RAW[:1] + ["a\tb"], "expected 5 tab-separated columns, found 2"),
     "raw tag count": ("train_en_raw.txt", RAW[:1] + ["wake me\talarm_set\tO\talarm\ten-US"], "1 BIO tags for 2"),
-    "raw bad tag": ("train_en_raw.txt", RAW[:1] + ["wake me\talarm_set\tO X-time\talarm\ten-US"], "tag 2 'X-time'"),
+    "raw bad tag": ("train_en_raw.txt", RAW[:1] + ["wake me\talarm_set\tO X-time\talarm\ten-US"], "malformed slot tag 'X-time' \\(tag 2\\)"),
     "raw empty utterance": ("train_en_raw.txt", RAW[:1] + ["\talarm_set\t\talarm\ten-US"], "empty utterance"),
     "raw locale": ("train_en_raw.txt", RAW[:1] + ["wake\talarm_set\tO\talarm\tde-DE"], "not language 'en'"),
     "sp unbalanced": ("train_en_sp.txt", SP[:1] + ["wake me\t[IN:alarm_set [SL:time me]\talarm\ten-US"], "malformed parse"),
