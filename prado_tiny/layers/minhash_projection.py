@@ -277,21 +277,38 @@ def _live(rows: np.ndarray) -> np.ndarray:
     return np.flatnonzero((rows.reshape(rows.shape[0], -1) > 0).any(axis=1))
 
 
-def _segment_min(keys: np.ndarray, owner: np.ndarray, count: int, num_hashes: int) -> np.ndarray:
-    """Row-wise minima of `keys` grouped by the (sorted) `owner`; owners without rows -> EMPTY."""
+def _fingerprints_from_elements(elems: np.ndarray, owner: np.ndarray, count: int,
+                                num_hashes: int, seed: int) -> np.ndarray:
+    """Per-owner minima of the MinHash keys of `elems`; owners without elements -> EMPTY.
+
+    Owners are grouped by their number of elements e, so that each group is one dense
+    [tokens, e, H] minimum (much faster in NumPy than a segmented reduction).
+    """
     out = np.full((count, num_hashes), _EMPTY, np.int32)
-    if len(owner):
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        out[owner[starts]] = np.minimum.reduceat(keys, starts, axis=0)
+    if not len(owner):
+        return out
+    order = np.argsort(owner, kind="stable")
+    elems = elems[order]
+    sizes = np.bincount(owner, minlength=count)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for e in np.unique(sizes[sizes > 0]):
+        toks = np.flatnonzero(sizes == e)
+        idx = (starts[toks][:, None] + np.arange(e)).reshape(-1)
+        keys = _keys_of_valid(elems[idx], num_hashes, seed).reshape(len(toks), e, num_hashes)
+        out[toks] = keys.min(axis=1)
     return out
 
 
 def _keys_of_valid(elems: np.ndarray, num_hashes: int, seed: int) -> np.ndarray:
     """[E] valid element hashes -> [E, H] MinHash keys (as `hashing.minhash_fingerprints`)."""
     views, seeds, _ = H.minhash_constants(seed, num_hashes)
-    rot = H.rotations(NP, elems, views)  # [E, V]
-    cols = np.arange(num_hashes) % views
-    return np.bitwise_xor(rot[:, cols], seeds)
+    shifts = np.array([H.HASH_BITS * g // views for g in range(views)], np.int32)
+    x = elems[:, None]
+    # rotations(): (x >> s) + (x mod 2^s) * 2^(30 - s); x >= 0, so mod 2^s is a mask.
+    rot = (x >> shifts) + (x & ((1 << shifts) - 1)) * (np.int32(1) << (H.HASH_BITS - shifts))
+    reps = -(-num_hashes // views)
+    tiled = np.tile(rot, (1, reps))[:, :num_hashes] if reps > 1 else rot[:, :num_hashes]
+    return np.bitwise_xor(tiled, seeds)
 
 
 def _trim_np(tokens: np.ndarray, min_chars: int) -> np.ndarray:
@@ -304,28 +321,121 @@ def _trim_np(tokens: np.ndarray, min_chars: int) -> np.ndarray:
     return tokens[:, :p, :c]
 
 
+def _residue_pairs(chars: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Codepoints (> 0) -> their residues modulo the two POLY_PRIMES (int32, same shape)."""
+    return chars % np.int32(H.POLY_PRIMES[0]), chars % np.int32(H.POLY_PRIMES[1])
+
+
+def _weighted_mod(r1, r2, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """[E, k] residues and [k, 2] weights -> per-prime sums mod p (k <= CHUNK, as row_hash)."""
+    h1 = (r1 * w[:, 0]).sum(axis=1, dtype=np.int32) % np.int32(H.POLY_PRIMES[0])
+    h2 = (r2 * w[:, 1]).sum(axis=1, dtype=np.int32) % np.int32(H.POLY_PRIMES[1])
+    return h1, h2
+
+
+def _mix_np(h1: np.ndarray, h2: np.ndarray, seed: int) -> np.ndarray:
+    """(h1, h2) -> 30-bit element hashes: `hashing.mix_pair` on flat arrays."""
+    hi, lo = H.feistel(NP, h1, h2, H.feistel_keys(seed, "minhash/element"))
+    return hi * np.int32(H.HALF) + lo
+
+
+def _row_hashes_np(rows: np.ndarray, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """[K, C] rows -> `hashing.row_hash` of each, computed over the non-zero characters only."""
+    k, c = rows.shape
+    r, i = np.nonzero(rows > 0)
+    w = H.position_weights(seed, max(c, 1))
+    out = []
+    for j, p in enumerate(H.POLY_PRIMES):
+        terms = (rows[r, i] % np.int32(p)) * w[i, j]  # < 2^25
+        if c <= H.CHUNK:
+            sums = np.bincount(r, weights=terms, minlength=k)  # exact: < 2^31 in float64
+            out.append((sums.astype(np.int64) % p).astype(np.int32))
+        else:  # as row_hash: chunks of CHUNK characters, each reduced mod p
+            acc = np.zeros(k, np.int64)
+            for start in range(0, c, H.CHUNK):
+                sel = (i >= start) & (i < start + H.CHUNK)
+                part = np.bincount(r[sel], weights=terms[sel], minlength=k).astype(np.int64) % p
+                acc = (acc + part) % p
+            out.append(acc.astype(np.int32))
+    return out[0], out[1]
+
+
+def _token_elements_np(tokens: np.ndarray, ngram_size: int, seed: int):
+    """The valid elements of `hashing.token_elements`, computed only where they are valid.
+
+    tokens: int32 [K, P, C]. Returns (n-gram element hashes, their token ids, whole-piece element
+    hashes, their token ids); both id arrays are sorted.
+    """
+    k, p, c = tokens.shape
+    first = tokens[:, 0, :]
+    nz = first > 0
+    nchars = nz.sum(axis=1)
+    if c >= ngram_size:
+        is_whole = nchars < ngram_size
+        if c >= 2:
+            is_whole |= (first[:, 0] == H.HASH_MARK) & (first[:, 1] == H.HASH_MARK)
+        span = c - ngram_size + 1
+        ok = nz[:, :span].copy()
+        for j in range(1, ngram_size):
+            ok &= nz[:, j:j + span]
+        ok &= ~is_whole[:, None]
+        tok, pos = np.nonzero(ok)
+        idx = pos[:, None] + np.arange(ngram_size)
+        grams = first[tok[:, None], idx]  # [E, n]
+        r1, r2 = _residue_pairs(grams)
+        g1, g2 = _weighted_mod(r1, r2, H.position_weights(seed, ngram_size))
+        gram_elems = _mix_np(g1, g2, seed)
+    else:
+        is_whole = np.ones(k, bool)
+        tok = np.zeros(0, np.int64)
+        gram_elems = np.zeros(0, np.int32)
+    nonempty = (tokens > 0).any(axis=2)  # [K, P]
+    wvalid = nonempty.copy()
+    wvalid[:, 0] &= is_whole
+    wtok, wpiece = np.nonzero(wvalid)
+    if len(wtok):
+        w1, w2 = _row_hashes_np(tokens[wtok, wpiece], seed)
+        whole_elems = _mix_np(w1, w2, seed)
+    else:
+        whole_elems = np.zeros(0, np.int32)
+    return gram_elems, tok, whole_elems, wtok
+
+
 def token_fingerprints_np(tokens, num_hashes: int = 64, ngram_size: int = 3, seed: int = 0,
                           chunk: int = 16384) -> np.ndarray:
     """int32 [K, P, C] pieces of K tokens -> int32 [K, H]; tokens without elements -> INVALID_KEY.
 
     Hashes only the valid elements (n-grams of split first pieces, whole pieces otherwise), in
-    chunks of `chunk` tokens.
+    chunks of `chunk` tokens; bit-identical to `fingerprints` (the layer's computation).
     """
     tokens = H.check_codepoints(tokens)
     if tokens.ndim != 3:
         raise ValueError(f"tokens must be [K, P, C], got {tokens.shape}")
-    _, p, c = tokens.shape
     out = np.full((tokens.shape[0], num_hashes), _EMPTY, np.int32)
     live = _live(tokens)
     for start in range(0, len(live), chunk):
         ids = live[start:start + chunk]
         part = _trim_np(tokens[ids], ngram_size)
-        elems, valid = H.token_elements(NP, part, ngram_size, seed, p, c)
-        mask = valid.astype(bool)
-        owner = np.broadcast_to(np.arange(len(ids))[:, None], mask.shape)[mask]
-        keys = _keys_of_valid(elems[mask], num_hashes, seed)
-        out[ids] = _segment_min(keys, owner, len(ids), num_hashes)
+        gram_elems, gram_tok, whole_elems, whole_tok = _token_elements_np(part, ngram_size, seed)
+        fp = _fingerprints_from_elements(np.concatenate([gram_elems, whole_elems]),
+                                         np.concatenate([gram_tok, whole_tok]), len(ids),
+                                         num_hashes, seed)
+        out[ids] = fp
     return out
+
+
+def reference_fingerprints_np(tokens, num_hashes: int = 64, ngram_size: int = 3,
+                              seed: int = 0) -> np.ndarray:
+    """The layer's own computation (`fingerprints`) run by NumPy on the padded tensor; slow.
+
+    Tokens without valid elements get INVALID_KEY throughout (the padded computation leaves
+    other values >= INVALID_KEY there).
+    """
+    tokens = H.check_codepoints(tokens)
+    _, p, c = tokens.shape
+    fp = fingerprints(NP, tokens, num_hashes, ngram_size, seed, p, c)
+    fp[fp[:, 0] >= H.INVALID_KEY] = _EMPTY
+    return fp
 
 
 def _as_token_pieces(pieces: np.ndarray) -> np.ndarray:
@@ -356,8 +466,19 @@ def minhash_fingerprints_np(pieces, num_hashes: int = 64, ngram_size: int = 3, s
 
 def minhash_buckets_np(fingerprints_, num_hashes: int = 64, bloom_size: int = 1024,
                        seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-    """[..., H] fingerprints -> (int32 [..., H] buckets in [0, m), int32 [...] 0/1 non-empty)."""
-    return H.minhash_buckets(NP, np.asarray(fingerprints_, np.int32), num_hashes, bloom_size, seed)
+    """[..., H] fingerprints -> (int32 [..., H] buckets in [0, m), int32 [...] 0/1 non-empty).
+
+    `hashing.minhash_buckets` for the non-empty tokens; empty tokens get buckets 0.
+    """
+    fp = np.asarray(fingerprints_, np.int32)
+    _, _, mults = H.minhash_constants(seed, num_hashes)
+    nonempty = fp[..., 0] < H.INVALID_KEY
+    live = fp[nonempty]  # valid minima are below 2^30: `mod INVALID_KEY` is the identity
+    y = ((live >> H.HALF_BITS) * mults + (live & (H.HALF - 1))) % np.int32(H.BUCKET_PRIME)
+    y = y & np.int32(bloom_size - 1) if bloom_size & (bloom_size - 1) == 0 else y % np.int32(bloom_size)
+    buckets = np.zeros(fp.shape, np.int32)
+    buckets[nonempty] = y
+    return buckets, nonempty.astype(np.int32)
 
 
 def bloom_counts_np(buckets: np.ndarray, nonempty: np.ndarray, bloom_size: int,
