@@ -290,19 +290,40 @@ def fold_exact_int8_casts(model: Union[str, os.PathLike, bytes, bytearray],
             dropped_ops.add(qi)
             orphans.add(f)
             folded += 1
+        # A folded tensor that is the model's output reaches it through DEQUANTIZE + QUANTIZE
+        # (the converter requantizes outputs to their calibrated range): the exact int8 tensor
+        # becomes the output itself.
+        exact = {sg.operators[i].outputs[0] for i in dropped_ops}
+        replace = {}
+        for di, d in enumerate(sg.operators):
+            if op_of[d.opcodeIndex] != schema.BuiltinOperator.DEQUANTIZE or d.inputs[0] not in exact:
+                continue
+            f = d.outputs[0]
+            users = [i for i, op in enumerate(sg.operators) if f in op.inputs]
+            if uses[f] != 1 or len(users) != 1 or op_of[sg.operators[users[0]].opcodeIndex] != quant_code:
+                continue
+            out = sg.operators[users[0]].outputs[0]
+            if out not in sg.outputs or uses[out] != 1:
+                continue
+            replace[out] = d.inputs[0]
+            dropped_ops.update({di, users[0]})
+            orphans.update({f, out})
         if dropped_ops:
             sg.operators = [op for i, op in enumerate(sg.operators) if i not in dropped_ops]
-            _drop_tensors(m, s, orphans)
+            _drop_tensors(m, s, orphans, replace)
     if not folded:
         return bytes(data)
     return bytes(fu.convert_object_to_bytearray(m))
 
 
-def _drop_tensors(m, subgraph_index: int, drop: set) -> None:
-    """Removes unused tensors from a subgraph, renumbering every reference to the rest."""
+def _drop_tensors(m, subgraph_index: int, drop: set, replace: Optional[dict] = None) -> None:
+    """Removes unused tensors from a subgraph, renumbering every reference to the rest
+    (references to a key of `replace` go to its value)."""
     sg = m.subgraphs[subgraph_index]
     keep = [i for i in range(len(sg.tensors)) if i not in drop]
     new_index = {old: new for new, old in enumerate(keep)}
+    for old, new in (replace or {}).items():
+        new_index[old] = new_index[new]
 
     def remap(seq):
         return [new_index[t] if t >= 0 else t for t in seq]

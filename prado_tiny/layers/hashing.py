@@ -34,7 +34,6 @@ intermediate value stays in [0, 2^31) (SUB results may be negative but are small
 * A rotation of a 30-bit value, `(x >> s) + (x mod 2^s) * 2^(30-s)`, is below 2^30; invalid
   MinHash elements get 2^30 added (below 2^31, above every valid key).
 * MinHash bucket: `(v >> 15) * B + (v mod 2^15)` with `B < 2^16` is below 2^31.
-* Ternary words: `h_1 * A + h_2 * B + C` with `A, B < 2^14`, `C < 2^30` is at most 2,147,385,310.
 
 Determinism: every constant derives from the integer seed through SplitMix64 on Python integers
 (no `hash()`, no NumPy RNG stream, no process state), so a fresh process on any machine computes
@@ -65,8 +64,6 @@ CHUNK = 64
 FEISTEL_PRIMES = (32717, 32713, 32707, 32693)
 #: The MinHash bucket finaliser reduces modulo this prime (< 2^20) before `mod m`.
 BUCKET_PRIME = 1048573
-#: Ternary hash words are reduced modulo this prime (the largest below 2^30).
-WORD_PRIME = 1073741789
 #: Codepoint of '#': a WordPiece continuation piece starts with two of them.
 HASH_MARK = 35
 #: Largest Unicode codepoint.
@@ -300,7 +297,9 @@ def position_weights(seed: int, length: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def feistel_keys(seed: int, tag: str, lanes: int = 1) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
-    """Per round (multipliers int32[lanes] in [2^15, 2^16), offsets int32[lanes] in [0, Q))."""
+    """Per round (multipliers int32[lanes] in [2^15, 2^16), offsets int32[lanes] in [0, Q)).
+
+    `lanes` independent permutations (e.g. one per ternary word) share the round primes."""
     rounds = []
     for r, q in enumerate(FEISTEL_PRIMES):
         rounds.append((_frozen(derive_ints(seed, f"{tag}/M{r}", lanes, HALF, 2 * HALF)),
@@ -315,14 +314,6 @@ def minhash_constants(seed: int, num_hashes: int) -> Tuple[int, np.ndarray, np.n
     seeds = _frozen(derive_ints(seed, "minhash/xor", num_hashes, 0, INVALID_KEY))
     mults = _frozen(derive_ints(seed, "minhash/bucket", num_hashes, HALF, 2 * HALF))
     return views, seeds, mults
-
-
-@functools.lru_cache(maxsize=64)
-def ternary_constants(seed: int, num_words: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Word keys (A, B in [1, 2^14), C in [0, WORD_PRIME)), each int32[num_words]."""
-    return (_frozen(derive_ints(seed, "ternary/A", num_words, 1, 1 << 14)),
-            _frozen(derive_ints(seed, "ternary/B", num_words, 1, 1 << 14)),
-            _frozen(derive_ints(seed, "ternary/C", num_words, 0, WORD_PRIME)))
 
 
 def ternary_byte_table() -> np.ndarray:
@@ -514,18 +505,17 @@ def minhash_buckets(ops, fingerprints, num_hashes: int, bloom_size: int, seed: i
 def ternary_words(ops, tokens, num_features: int, seed: int, static_chars: int):
     """int32 [N, C] token rows -> ([N, W] 30-bit words, [N] 0/1 non-empty), W = ceil(F / 12).
 
-    Each token is hashed whole (row hash, Feistel), then word b is `(h1 * A_b + h2 * B_b + C_b)
-    mod WORD_PRIME`; its three low bytes give 12 ternary features (`ternary_byte_table`).
+    Each token is hashed whole (row hash); word b is a keyed 4-round Feistel permutation of that
+    hash with the keys of lane b (independent per word); its three low bytes give 12 ternary
+    features (`ternary_byte_table`).
     """
     words = -(-num_features // TERNARY_PER_WORD)
     res, valid = char_residues(ops, tokens)
     nonempty = ops.greater(ops.reduce_max(valid, axis=-1), ops.const(0))
     whole = row_hash(ops, res, seed, static_chars)  # [N, 2]
     hi, lo = feistel(ops, take(ops, whole, -1, 0, 1), take(ops, whole, -1, 1, 1),
-                     feistel_keys(seed, "ternary/token"))
-    a, b, c = ternary_constants(seed, words)
-    w = ops.add(ops.add(ops.mul(hi, ops.const(a)), ops.mul(lo, ops.const(b))), ops.const(c))
-    return ops.mod(w, ops.const(WORD_PRIME)), nonempty
+                     feistel_keys(seed, "ternary/word", words))  # [N, W] each
+    return join_halves(ops, hi, lo), nonempty
 
 
 def ternary_bytes(ops, words):

@@ -8,11 +8,11 @@ op) every step here is a TFLite builtin integer op, so the exported model runs o
 interpreter.
 
 The hash (constants and overflow argument: `prado_tiny/layers/hashing.py`): the token's
-codepoints -> row hash modulo two primes below 2^15 -> keyed Feistel permutation -> W =
-ceil(F / 12) words `(h1 * A_b + h2 * B_b + C_b) mod WORD_PRIME` -> the three low bytes of each word
--> four ternary values per byte (a GATHER from a constant [256, 4] table, i.e. one lookup per four
-features instead of per-feature bit arithmetic). Feature f is word f // 12, byte (f mod 12) // 4,
-bit pair f mod 4.
+codepoints -> row hash modulo two primes below 2^15 -> W = ceil(F / 12) words, word b a keyed
+4-round Feistel permutation of the row hash with its own keys -> the three low bytes of each
+30-bit word -> four ternary values per byte (a GATHER from a constant [256, 4] table: one lookup
+per four features instead of per-feature bit arithmetic). Feature f is word f // 12, byte
+(f mod 12) // 4, bit pair f mod 4.
 
 Padding: a token that is all padding produces all-zero features.
 
@@ -48,8 +48,8 @@ def _values(ops, tokens, num_features: int, seed: int, static_chars: int):
     words = ops.mul(words, ops.expand(nonempty, -1))  # padding -> word 0 -> features 0
     table = ops.const(H.ternary_byte_table())
     vals = ops.gather(table, H.ternary_bytes(ops, words))  # [N, 3W, 4]
-    flat = ops.reshape(vals, [ops.dim(words, 0), -1])
-    total = ops.dim(flat, 1)
+    total = -(-num_features // H.TERNARY_PER_WORD) * H.TERNARY_PER_WORD
+    flat = ops.reshape(vals, [ops.dim(words, 0), total])
     return flat if total == num_features else H.take(ops, flat, 1, 0, num_features)
 
 
