@@ -290,9 +290,11 @@ def fold_exact_int8_casts(model: Union[str, os.PathLike, bytes, bytearray],
             dropped_ops.add(qi)
             orphans.add(f)
             folded += 1
-        # A folded tensor that is the model's output reaches it through DEQUANTIZE + QUANTIZE
-        # (the converter requantizes outputs to their calibrated range): the exact int8 tensor
-        # becomes the output itself.
+        # The converter may requantize the exact tensor to a calibrated range through DEQUANTIZE
+        # + QUANTIZE (it does for a model output, and for a 2-D FULLY_CONNECTED input; a rank-3
+        # [batch, tokens, features] input, as the projections give, is consumed as is). At the
+        # model output the exact tensor becomes the output; elsewhere the pair becomes one int8
+        # -> int8 QUANTIZE (a requantization, no float tensor).
         exact = {sg.operators[i].outputs[0] for i in dropped_ops}
         replace = {}
         for di, d in enumerate(sg.operators):
@@ -302,12 +304,16 @@ def fold_exact_int8_casts(model: Union[str, os.PathLike, bytes, bytearray],
             users = [i for i, op in enumerate(sg.operators) if f in op.inputs]
             if uses[f] != 1 or len(users) != 1 or op_of[sg.operators[users[0]].opcodeIndex] != quant_code:
                 continue
-            out = sg.operators[users[0]].outputs[0]
-            if out not in sg.outputs or uses[out] != 1:
-                continue
-            replace[out] = d.inputs[0]
-            dropped_ops.update({di, users[0]})
-            orphans.update({f, out})
+            requant = sg.operators[users[0]]
+            out = requant.outputs[0]
+            dropped_ops.add(di)
+            orphans.add(f)
+            if out in sg.outputs and uses[out] == 1:
+                replace[out] = d.inputs[0]
+                dropped_ops.add(users[0])
+                orphans.add(out)
+            else:
+                requant.inputs = [d.inputs[0]]
         if dropped_ops:
             sg.operators = [op for i, op in enumerate(sg.operators) if i not in dropped_ops]
             _drop_tensors(m, s, orphans, replace)
