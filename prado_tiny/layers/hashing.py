@@ -326,57 +326,69 @@ def ternary_byte_table() -> np.ndarray:
 # Row and n-gram hashing.
 
 def char_residues(ops, codepoints):
-    """[..., C] codepoints -> ([..., C, 2] residues mod POLY_PRIMES, [..., C] 0/1 validity).
+    """[..., C] codepoints -> (r1, r2, valid): residues mod POLY_PRIMES and 0/1 validity.
 
-    Any int32 is safe (floor modulo); values <= 0 are padding (residue 0, invalid).
+    Any int32 is safe (floor modulo); values <= 0 are padding (residue 0, invalid). The two
+    primes stay separate tensors: a broadcast onto a new axis is a slow path in TFLite.
     """
     valid = ops.greater(codepoints, ops.const(0))
-    res = ops.mod(ops.expand(ops.mul(codepoints, valid), -1), ops.const(POLY_PRIMES))
-    return res, valid
+    c = ops.mul(codepoints, valid)
+    return ops.mod(c, ops.const(POLY_PRIMES[0])), ops.mod(c, ops.const(POLY_PRIMES[1])), valid
 
 
-def row_hash(ops, residues, seed: int, static_length: int):
-    """[..., C, 2] residues -> [..., 2] row hashes: sum_i r_i W[i] mod p, in 64-char chunks.
+def _weight_columns(ops, seed: int, length, static_length: int):
+    table = position_weights(seed, static_length)  # a prefix of the same stream for any length
+    if isinstance(length, int):
+        return ops.const(table[:length, 0]), ops.const(table[:length, 1])
+    return (take(ops, ops.const(table[:, 0]), 0, 0, length),
+            take(ops, ops.const(table[:, 1]), 0, 0, length))
 
-    `static_length` is the largest C the tensor can have (C itself may be a dynamic size no
+
+def row_hash(ops, r1, r2, seed: int, static_length: int):
+    """[..., C] residues -> (h1, h2) [...]: sum_i r_i W[i, j] mod p_j, in 64-char chunks.
+
+    `static_length` is the largest C the tensors can have (C itself may be a dynamic size no
     larger than that; padding residues are 0 and add nothing).
     """
-    length = ops.dim(residues, -2)
-    primes = ops.const(POLY_PRIMES)
-    table = position_weights(seed, static_length)  # a prefix of the same stream for any length
+    length = ops.dim(r1, -1)
+    out = []
     if static_length <= CHUNK:
-        if isinstance(length, int):
-            w = ops.const(table[:length])
-        else:
-            w = take(ops, ops.const(table), 0, 0, length)
-        return ops.mod(ops.reduce_sum(ops.mul(residues, w), axis=-2), primes)
-    weights = ops.const(table)
+        w = _weight_columns(ops, seed, length, static_length)
+        for r, wj, p in zip((r1, r2), w, POLY_PRIMES):
+            out.append(ops.mod(ops.reduce_sum(ops.mul(r, wj), axis=-1), ops.const(p)))
+        return tuple(out)
     if not isinstance(length, int):
         raise ValueError("rows wider than 64 characters must have a static width")
-    acc = None
-    for start in range(0, length, CHUNK):
-        size = min(CHUNK, length - start)
-        part = ops.mul(take(ops, residues, -2, start, size), take(ops, weights, 0, start, size))
-        part = ops.mod(ops.reduce_sum(part, axis=-2), primes)
-        acc = part if acc is None else ops.mod(ops.add(acc, part), primes)
-    return acc
+    table = position_weights(seed, static_length)
+    for j, (r, p) in enumerate(zip((r1, r2), POLY_PRIMES)):
+        acc = None
+        for start in range(0, length, CHUNK):
+            size = min(CHUNK, length - start)
+            part = ops.mul(take(ops, r, -1, start, size), ops.const(table[start:start + size, j]))
+            part = ops.mod(ops.reduce_sum(part, axis=-1), ops.const(p))
+            acc = part if acc is None else ops.mod(ops.add(acc, part), ops.const(p))
+        out.append(acc)
+    return tuple(out)
 
 
-def ngram_hashes(ops, residues, valid, n: int, seed: int):
-    """Hashes and validity of the n-grams of each row: ([..., S, 2], [..., S]), S = C - n + 1.
+def ngram_hashes(ops, r1, r2, valid, n: int, seed: int):
+    """Hashes and validity of the n-grams of each row: (g1, g2, ok), each [..., S], S = C - n + 1.
 
     The n-gram at position i hashes like a row holding just that n-gram; it is valid when its n
     characters are real. Requires C >= n.
     """
-    length = ops.dim(residues, -2)
-    span = length - n + 1
+    span = ops.dim(r1, -1) - n + 1
     weights = position_weights(seed, n)
-    acc = ops.mul(take(ops, residues, -2, 0, span), ops.const(weights[0]))
+    out = []
+    for j, (r, p) in enumerate(zip((r1, r2), POLY_PRIMES)):
+        acc = ops.mul(take(ops, r, -1, 0, span), ops.const(int(weights[0, j])))
+        for k in range(1, n):
+            acc = ops.add(acc, ops.mul(take(ops, r, -1, k, span), ops.const(int(weights[k, j]))))
+        out.append(ops.mod(acc, ops.const(p)))
     ok = take(ops, valid, -1, 0, span)
     for k in range(1, n):
-        acc = ops.add(acc, ops.mul(take(ops, residues, -2, k, span), ops.const(weights[k])))
         ok = ops.mul(ok, take(ops, valid, -1, k, span))
-    return ops.mod(acc, ops.const(POLY_PRIMES)), ok
+    return out[0], out[1], ok
 
 
 def feistel(ops, hi, lo, keys):
@@ -397,17 +409,17 @@ def join_halves(ops, hi, lo):
     return ops.add(ops.mul(hi, ops.const(HALF)), lo)
 
 
-def mix_pair(ops, pair, seed: int, tag: str):
-    """[..., 2] residue pair -> [...] 30-bit hash (keyed Feistel permutation)."""
-    hi, lo = feistel(ops, take(ops, pair, -1, 0, 1), take(ops, pair, -1, 1, 1),
-                     feistel_keys(seed, tag))
-    shape_drop = join_halves(ops, hi, lo)
-    return ops.reshape(shape_drop, _drop_last(ops, shape_drop))
+def mix(ops, h1, h2, seed: int, tag: str):
+    """A pair of residues (each below 2^15) -> 30-bit hash (keyed Feistel permutation)."""
+    hi, lo = feistel(ops, h1, h2, feistel_keys(seed, tag))
+    return join_halves(ops, hi, lo)
 
 
-def _drop_last(ops, x):
-    rank = len(x.shape)
-    return [ops.dim(x, i) for i in range(rank - 1)]
+def _drop_axis(ops, x, axis):
+    """Removes an axis of size 1 (a reshape)."""
+    dims = [ops.dim(x, i) for i in range(len(x.shape))]
+    del dims[axis]
+    return ops.reshape(x, dims)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,37 +429,36 @@ def token_elements(ops, pieces, ngram_size: int, seed: int, static_pieces: int, 
     """The MinHash elements of each token: ([N, E] 30-bit element hashes, [N, E] validity 0/1).
 
     pieces: int32 [N, P, C], the pieces of N tokens (P = 1 for whole tokens; P and C may be
-    trimmed, dynamic sizes no larger than static_pieces, static_chars). Slots 0..S-1 are the n-grams of the first piece,
-    valid when that piece is split into n-grams (it has at least `ngram_size` characters and
-    does not start with '##'); slots S..S+P-1 are the pieces hashed whole, valid for every
-    non-empty later piece (WordPiece continuation pieces) and for a first piece that is not
-    split. With C < ngram_size (static) there are no n-gram slots. E = S + P.
+    trimmed, dynamic sizes no larger than static_pieces, static_chars). Slots 0..S-1 are the
+    n-grams of the first piece, valid when that piece is split into n-grams (it has at least
+    `ngram_size` characters and does not start with '##'); slots S..S+P-1 are the pieces hashed
+    whole, valid for every non-empty later piece (WordPiece continuation pieces) and for a first
+    piece that is not split. With C < ngram_size (static) there are no n-gram slots. E = S + P.
     """
-    res, valid = char_residues(ops, pieces)  # [N, P, C, 2], [N, P, C]
-    whole = row_hash(ops, res, seed, static_chars)  # [N, P, 2]
+    r1, r2, valid = char_residues(ops, pieces)  # [N, P, C] each
+    w1, w2 = row_hash(ops, r1, r2, seed, static_chars)  # [N, P]
     nchars = ops.reduce_sum(valid, axis=-1)  # [N, P]
     nonempty = ops.greater(nchars, ops.const(0))
     num_pieces = ops.dim(pieces, 1)
     if static_chars < ngram_size:
-        return mix_pair(ops, whole, seed, "minhash/element"), nonempty
-    first_res = ops.reshape(take(ops, res, 1, 0, 1), [ops.dim(res, 0), ops.dim(res, 2), 2])
-    first_valid = ops.reshape(take(ops, valid, 1, 0, 1), [ops.dim(valid, 0), ops.dim(valid, 2)])
-    first_n = ops.reshape(take(ops, nchars, 1, 0, 1), [-1])
-    is_whole = ops.greater(ops.const(ngram_size), first_n)  # [N]
+        return mix(ops, w1, w2, seed, "minhash/element"), nonempty
+    first = [_drop_axis(ops, take(ops, t, 1, 0, 1), 1) for t in (r1, r2, valid)]  # [N, C]
+    first_n = _drop_axis(ops, take(ops, nchars, 1, 0, 1), 1)  # [N]
+    is_whole = ops.greater(ops.const(ngram_size), first_n)
     if static_chars >= 2:
-        head = ops.reshape(take(ops, take(ops, pieces, 1, 0, 1), 2, 0, 2), [-1, 2])
+        head = _drop_axis(ops, take(ops, take(ops, pieces, 1, 0, 1), 2, 0, 2), 1)  # [N, 2]
         marks = ops.reduce_min(ops.equal(head, ops.const(HASH_MARK)), axis=-1)
         is_whole = ops.maximum(is_whole, marks)
-    grams, gvalid = ngram_hashes(ops, first_res, first_valid, ngram_size, seed)  # [N, S, 2]
+    g1, g2, gvalid = ngram_hashes(ops, first[0], first[1], first[2], ngram_size, seed)  # [N, S]
     gvalid = ops.mul(gvalid, ops.expand(ops.sub(ops.const(1), is_whole), -1))
     # Whole slot of piece p: valid if non-empty and (p > 0 or the first piece is not split).
     later = [0] + [1] * (static_pieces - 1)
     later = ops.const(later[:num_pieces]) if isinstance(num_pieces, int) else \
         take(ops, ops.const(later), 0, 0, num_pieces)
     wvalid = ops.mul(nonempty, ops.maximum(ops.expand(is_whole, -1), later))
-    hashes = ops.concat([grams, whole], axis=1)  # [N, S + P, 2]
-    valids = ops.concat([gvalid, wvalid], axis=1)
-    return mix_pair(ops, hashes, seed, "minhash/element"), valids
+    h1 = ops.concat([g1, w1], axis=1)  # [N, S + P]
+    h2 = ops.concat([g2, w2], axis=1)
+    return mix(ops, h1, h2, seed, "minhash/element"), ops.concat([gvalid, wvalid], axis=1)
 
 
 def rotations(ops, x, views: int):
@@ -495,7 +506,7 @@ def minhash_buckets(ops, fingerprints, num_hashes: int, bloom_size: int, seed: i
     hi = ops.rshift(v, ops.const(HALF_BITS))
     lo = ops.sub(v, ops.mul(hi, ops.const(HALF)))
     y = ops.mod(ops.add(ops.mul(hi, ops.const(mults)), lo), ops.const(BUCKET_PRIME))
-    nonempty = ops.reshape(nonempty, _drop_last(ops, nonempty))
+    nonempty = _drop_axis(ops, nonempty, -1)
     return ops.mod(y, ops.const(bloom_size)), nonempty
 
 
@@ -510,10 +521,10 @@ def ternary_words(ops, tokens, num_features: int, seed: int, static_chars: int):
     features (`ternary_byte_table`).
     """
     words = -(-num_features // TERNARY_PER_WORD)
-    res, valid = char_residues(ops, tokens)
+    r1, r2, valid = char_residues(ops, tokens)
     nonempty = ops.greater(ops.reduce_max(valid, axis=-1), ops.const(0))
-    whole = row_hash(ops, res, seed, static_chars)  # [N, 2]
-    hi, lo = feistel(ops, take(ops, whole, -1, 0, 1), take(ops, whole, -1, 1, 1),
+    h1, h2 = row_hash(ops, r1, r2, seed, static_chars)  # [N]
+    hi, lo = feistel(ops, ops.expand(h1, -1), ops.expand(h2, -1),
                      feistel_keys(seed, "ternary/word", words))  # [N, W] each
     return join_halves(ops, hi, lo), nonempty
 
@@ -522,6 +533,49 @@ def ternary_bytes(ops, words):
     """[N, W] words -> [N, 3 W] bytes (bits 0-7, 8-15, 16-23 of each word)."""
     shifted = ops.rshift(ops.expand(words, -1), ops.const([0, 8, 16]))
     return ops.reshape(ops.mod(shifted, ops.const(256)), [ops.dim(words, 0), -1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph-side trimming of trailing padding.
+
+def size_classes(size: int, floor: int = 1) -> np.ndarray:
+    """int32 [size + 1]: extent v -> the next power of two >= max(v, floor), capped at `size`."""
+    out = []
+    for v in range(size + 1):
+        k = 1
+        while k < max(v, floor, 1):
+            k *= 2
+        out.append(min(k, size))
+    return _frozen(out)
+
+
+def trim_padding_tf(codepoints, min_chars: int = 1):
+    """TF only: [B, T, P, C] -> the same without trailing all-padding tokens, pieces, characters.
+
+    Exact: only padding (values <= 0, everywhere in the batch) is cut. The kept extents are
+    rounded up to size classes (powers of two, capped at the static size; at least `min_chars`
+    characters), so consecutive inputs mostly share shapes: TFLite re-prepares the ops after a
+    dynamic tensor whenever its shape changes. Rows wider than CHUNK characters keep their width.
+    Costs one REDUCE_MAX over the input plus work on the trimmed tensor; everything downstream
+    then costs in proportion to the real text, not to the padded shape.
+    """
+    import tensorflow as tf
+    _, t, p, c = codepoints.shape.as_list()
+
+    def used(mask, size, floor):
+        last = tf.reduce_max(mask * tf.range(1, size + 1, dtype=tf.int32))
+        return tf.gather(tf.constant(size_classes(size, floor)), last)
+
+    rows = tf.reshape(tf.reduce_max(tf.reshape(codepoints, [-1, c]), axis=1), [-1, t, p])
+    rows = tf.cast(tf.greater(rows, 0), tf.int32)  # [B, T, P]: piece holds a real char
+    t_used = used(tf.reduce_max(tf.reduce_max(rows, axis=2), axis=0), t, 1)
+    p_used = used(tf.reduce_max(tf.reduce_max(rows, axis=1), axis=0), p, 1)
+    x = tf.slice(codepoints, [0, 0, 0, 0], tf.stack([-1, t_used, p_used, -1]))
+    if c > CHUNK:
+        return x
+    chars = tf.cast(tf.greater(tf.reduce_max(tf.reshape(x, [-1, c]), axis=0), 0), tf.int32)
+    c_used = used(chars, c, min(min_chars, c))
+    return tf.slice(x, [0, 0, 0, 0], tf.stack([-1, -1, -1, c_used]))
 
 
 def check_codepoints(codepoints) -> np.ndarray:

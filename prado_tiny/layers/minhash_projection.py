@@ -91,31 +91,6 @@ def fingerprints(ops, pieces, num_hashes: int, ngram_size: int, seed: int,
 # ---------------------------------------------------------------------------------------------
 # TensorFlow pieces, public so that a training pipeline can densify cached buckets in-graph.
 
-def trim_padding_tf(codepoints, min_chars: int):
-    """[B, T, P, C] -> the same without trailing all-padding tokens, pieces and characters.
-
-    Exact: what is cut is padding everywhere in the batch. Keeps at least one token and piece,
-    and at least `min_chars` characters (when C allows). The sizes become dynamic; everything
-    downstream costs in proportion to the real text, not to the padded shape.
-    """
-    import tensorflow as tf
-    _, t, p, c = codepoints.shape.as_list()
-    nz = tf.cast(tf.greater(codepoints, 0), tf.int32)
-    per_tc = tf.reduce_max(nz, axis=2)  # [B, T, C]
-    tok = tf.reduce_max(tf.reduce_max(per_tc, axis=2), axis=0)  # [T]
-    chars = tf.reduce_max(tf.reduce_max(per_tc, axis=1), axis=0)  # [C]
-    pieces = tf.reduce_max(tf.reduce_max(tf.reduce_max(nz, axis=3), axis=1), axis=0)  # [P]
-
-    def extent(mask, size, floor):
-        last = tf.reduce_max(mask * tf.range(1, size + 1, dtype=tf.int32))
-        return tf.maximum(last, min(floor, size))
-
-    # Rows wider than one hash chunk keep their static width (the chunked sum needs it).
-    c_used = extent(chars, c, min_chars) if c <= H.CHUNK else tf.constant(c)
-    sizes = [-1, extent(tok, t, 1), extent(pieces, p, 1), c_used]
-    return tf.slice(codepoints, [0, 0, 0, 0], tf.stack([tf.constant(-1)] + sizes[1:]))
-
-
 def bloom_counts_tf(buckets, nonempty, rows, bloom_size: int, num_rows):
     """Counting Bloom filter by SCATTER_ND (duplicate buckets add up).
 
@@ -166,7 +141,7 @@ def minhash_features_tf(codepoints, num_hashes: int = 64, ngram_size: int = 3,
                          f"and chars, got {codepoints.shape}")
     _, t, p, c = x.shape.as_list()
     batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
-    trimmed = trim_padding_tf(x, ngram_size)
+    trimmed = H.trim_padding_tf(x, ngram_size)
     t_used = tf.shape(trimmed)[1]
     pieces = tf.reshape(trimmed, tf.stack([-1, tf.shape(trimmed)[2], tf.shape(trimmed)[3]]))
     fp = fingerprints(TF, pieces, num_hashes, ngram_size, seed, p, c)
@@ -334,7 +309,7 @@ def _weighted_mod(r1, r2, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _mix_np(h1: np.ndarray, h2: np.ndarray, seed: int) -> np.ndarray:
-    """(h1, h2) -> 30-bit element hashes: `hashing.mix_pair` on flat arrays."""
+    """(h1, h2) -> 30-bit element hashes: `hashing.mix` on flat arrays."""
     hi, lo = H.feistel(NP, h1, h2, H.feistel_keys(seed, "minhash/element"))
     return hi * np.int32(H.HALF) + lo
 
@@ -593,9 +568,8 @@ class MinHashFeaturizer:
                 new = token_fingerprints_np(todo[:, None, :], self.num_hashes, self.ngram_size,
                                             self.seed)
             else:  # a continuation piece is one element: the piece hashed whole
-                res, _ = H.char_residues(NP, todo)
-                elems = H.mix_pair(NP, H.row_hash(NP, res, self.seed, c), self.seed,
-                                   "minhash/element")
+                w1, w2 = _row_hashes_np(todo, self.seed)
+                elems = _mix_np(w1, w2, self.seed)
                 new = _keys_of_valid(elems, self.num_hashes, self.seed)
             fps[missing] = new
             for i, fp in zip(missing, new):

@@ -69,15 +69,9 @@ def ternary_features_tf(codepoints, num_features: int = 512, seed: int = 0,
     batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
     # Trailing padding tokens and characters are cut first (exact): the hashing below costs in
     # proportion to the real text.
-    nz = tf.cast(tf.greater(x, 0), tf.int32)
-    tok = tf.reduce_max(tf.reduce_max(nz, axis=2), axis=0)
-    chars = tf.reduce_max(tf.reduce_max(nz, axis=1), axis=0)
-    t_used = tf.maximum(tf.reduce_max(tok * tf.range(1, t + 1, dtype=tf.int32)), 1)
-    c_used = tf.maximum(tf.reduce_max(chars * tf.range(1, c + 1, dtype=tf.int32)), 1)
-    if c > H.CHUNK:  # rows wider than one hash chunk keep their static width
-        c_used = tf.constant(c)
-    trimmed = tf.slice(x, [0, 0, 0], tf.stack([-1, t_used, c_used]))
-    rows = tf.reshape(trimmed, tf.stack([-1, c_used]))
+    trimmed = tf.squeeze(H.trim_padding_tf(tf.expand_dims(x, 2)), axis=2)
+    t_used = tf.shape(trimmed)[1]
+    rows = tf.reshape(trimmed, tf.stack([-1, tf.shape(trimmed)[2]]))
     vals = _values(TF, rows, num_features, seed, c)  # [B * t_used, F]
     # Back to [B * T, F]: SCATTER_ND of whole rows (static output shape for the next layer).
     grid = tf.reshape(tf.range(batch * t, dtype=tf.int32), tf.stack([batch, t]))
