@@ -19,8 +19,11 @@ graph: int8 TFLite latency on one thread of
   microsecond loop (the benchmark tool's 10 us resolution is too coarse). Reports the medians
   and the projection's share of the full model: proj / full, and (full - rest) / full.
 
+scan: builds 'projection + one Dense(256)' int8 models of both layers and prints the flatbuffer
+  scan (op counts, input/output types, custom/Flex/float ops), and times the ternary projection.
+
 Usage:
-  python benchmarks/bench_projection.py [host|graph|all] [--datasets DIR] [--cpu 0]
+  python benchmarks/bench_projection.py [host|graph|scan|all] [--datasets DIR] [--cpu 0]
       [--repeat 3] [--vocab FILE] [--graph-examples 300]
 """
 import argparse
@@ -249,9 +252,34 @@ def run_graph(args, enc):
           f"{lp:.1f} us ({lp / lf:.1%})")
 
 
+def run_scan(args, enc):
+    """Scans 'projection + one Dense' int8 models of both layers and prints what it finds."""
+    import tf_keras as keras
+    from prado_tiny.export.inspect import check_builtin_int8
+    utterances = read_utterances(args.datasets, ("en",), "eval")[:64]
+    encoded = enc.encode_texts(utterances)
+    ternary_time = None
+    for name, x, layer in (
+            ("MinHashProjection(64 hashes, 3-grams, m=1024, w=1) + Dense(256)", encoded.subwords,
+             M.MinHashProjection(num_hashes=64, ngram_size=3, bloom_size=1024, window=1)),
+            ("TernaryProjection(F=512) + Dense(256)", encoded.codepoints,
+             TP.TernaryProjection(num_features=512))):
+        samples = [x[i:i + 1] for i in range(len(x))]
+        inp = keras.Input(x.shape[1:], batch_size=1, dtype="int32")
+        data = convert(keras.Model(inp, keras.layers.Dense(256)(layer(inp))), samples)
+        report = check_builtin_int8(data)
+        print(f"--- {name}")
+        print(report.summary())
+        if isinstance(layer, TP.TernaryProjection):
+            only = convert(keras.Model(inp, layer(inp)), samples)
+            ternary_time = np.median(latencies(only, samples))
+    print(f"TernaryProjection(F=512) alone, int8 TFLite, 1 thread: median {ternary_time:.1f} us per "
+          f"MTOP en eval utterance")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", nargs="?", default="all", choices=("host", "graph", "all"))
+    parser.add_argument("what", nargs="?", default="all", choices=("host", "graph", "scan", "all"))
     parser.add_argument("--datasets", default=DEFAULT_DATASETS)
     parser.add_argument("--cpu", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -270,6 +298,8 @@ def main(argv=None):
         run_host(args, enc)
     if args.what in ("graph", "all"):
         run_graph(args, enc)
+    if args.what in ("scan", "all"):
+        run_scan(args, enc)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def test_value_distribution_and_independence():
     assert np.abs(off).max() < 0.1  # features are pairwise uncorrelated across tokens
     # Distinct tokens get (nearly) orthogonal features.
     dots = feats[:200] @ feats[:200].T / 128.0
-    assert np.abs(dots[~np.eye(200, dtype=bool)]).max() < 0.35
+    assert np.abs(dots[~np.eye(200, dtype=bool)]).max() < 0.45  # sd 0.088 per pair
 
 
 def test_padding_width_and_seed():

@@ -5,12 +5,15 @@ built from builtin ops only, and on the host (NumPy) where training precomputes 
 sides run the *same* functions of this module: each function takes an `ops` backend (`NP` or
 `TF`) and uses only the integer operations below, so the two cannot drift apart.
 
-TFLite ops used (builtin, int32, bit-exact against TF; ../shared/STACK.md): MUL, ADD, SUB,
-FLOOR_MOD, BITWISE_XOR, RIGHT_SHIFT, SUM, REDUCE_MIN, REDUCE_MAX, MAXIMUM, GREATER, EQUAL, CAST,
-RESHAPE, SLICE, CONCATENATION, GATHER, SCATTER_ND. No AND, OR or left shift (TFLite has no int32
-builtin for them). Measured on this project's machine: MUL/ADD/SUB/SUM/SLICE/CAST run at
-0.2-0.5 ns per int32 element, FLOOR_MOD/XOR/RIGHT_SHIFT/MAXIMUM at 1.4-2.6 ns, STRIDED_SLICE and
-GATHER at 3-8 ns; the layers therefore trim padding first and keep the slow ops off large tensors.
+TFLite ops in an exported projection (all builtin; the arithmetic is int32 and bit-exact against
+TF, ../shared/STACK.md): MUL, ADD, SUB, FLOOR_MOD, BITWISE_XOR, RIGHT_SHIFT, SUM, REDUCE_MIN,
+REDUCE_MAX, MAXIMUM, GREATER, EQUAL, CAST, GATHER, SCATTER_ND, and the shape ops RESHAPE, SLICE,
+STRIDED_SLICE, CONCATENATION, PACK, SHAPE, EXPAND_DIMS, SQUEEZE, PAD, ZEROS_LIKE. No AND, OR or
+left shift (TFLite has no int32 builtin for them). Measured on this project's machine: MUL, ADD,
+SUB, SUM, SLICE and CAST run at 0.2-0.5 ns per int32 element, FLOOR_MOD, XOR, RIGHT_SHIFT and
+MAXIMUM at 1.4-2.6 ns, STRIDED_SLICE and GATHER at 3-8 ns, and broadcasting onto a new axis takes
+a slow path: the layers trim padding first (`trim_padding_tf`) and keep the slow ops off large
+tensors.
 
 Hash definitions (all constants derive from the layer's seed):
 
@@ -22,6 +25,11 @@ Hash definitions (all constants derive from the layer's seed):
   row holding just that n-gram).
 * Element hash: a keyed 4-round Feistel permutation of the pair `(h_1, h_2)` (two 15-bit halves),
   giving a 30-bit value `x`.
+* MinHash key of hash k: `rot_g(x) XOR s_k` with g = k mod 8 (eight rotated views of x) and a
+  30-bit seed `s_k`; the token's fingerprint is the minimum over its elements; bucket of hash k:
+  `((v >> 15) * B_k + v mod 2^15) mod 1048573 mod m` for the minimum v.
+* Ternary word b of a token: the keyed Feistel permutation with the keys of lane b of its row
+  hash; bytes 0-2 of each word give 4 ternary values each (bit pair (b0, b1) -> b0 - b1).
 
 Overflow argument. int32 overflow is undefined behaviour in TFLite's kernels, so every
 intermediate value stays in [0, 2^31) (SUB results may be negative but are small):
@@ -371,23 +379,29 @@ def row_hash(ops, r1, r2, seed: int, static_length: int):
     return tuple(out)
 
 
+def _window(x, k: int, n: int):
+    """x[..., k : C - (n - 1 - k)]: the k-th characters of the n-grams (constant slice bounds,
+    so TF needs no shape arithmetic for a dynamic C)."""
+    end = k - (n - 1)
+    return x[..., k:end] if end < 0 else x[..., k:]
+
+
 def ngram_hashes(ops, r1, r2, valid, n: int, seed: int):
     """Hashes and validity of the n-grams of each row: (g1, g2, ok), each [..., S], S = C - n + 1.
 
     The n-gram at position i hashes like a row holding just that n-gram; it is valid when its n
     characters are real. Requires C >= n.
     """
-    span = ops.dim(r1, -1) - n + 1
     weights = position_weights(seed, n)
     out = []
     for j, (r, p) in enumerate(zip((r1, r2), POLY_PRIMES)):
-        acc = ops.mul(take(ops, r, -1, 0, span), ops.const(int(weights[0, j])))
+        acc = ops.mul(_window(r, 0, n), ops.const(int(weights[0, j])))
         for k in range(1, n):
-            acc = ops.add(acc, ops.mul(take(ops, r, -1, k, span), ops.const(int(weights[k, j]))))
+            acc = ops.add(acc, ops.mul(_window(r, k, n), ops.const(int(weights[k, j]))))
         out.append(ops.mod(acc, ops.const(p)))
-    ok = take(ops, valid, -1, 0, span)
+    ok = _window(valid, 0, n)
     for k in range(1, n):
-        ok = ops.mul(ok, take(ops, valid, -1, k, span))
+        ok = ops.mul(ok, _window(valid, k, n))
     return out[0], out[1], ok
 
 
@@ -415,13 +429,6 @@ def mix(ops, h1, h2, seed: int, tag: str):
     return join_halves(ops, hi, lo)
 
 
-def _drop_axis(ops, x, axis):
-    """Removes an axis of size 1 (a reshape)."""
-    dims = [ops.dim(x, i) for i in range(len(x.shape))]
-    del dims[axis]
-    return ops.reshape(x, dims)
-
-
 # ---------------------------------------------------------------------------------------------
 # MinHash.
 
@@ -442,12 +449,11 @@ def token_elements(ops, pieces, ngram_size: int, seed: int, static_pieces: int, 
     num_pieces = ops.dim(pieces, 1)
     if static_chars < ngram_size:
         return mix(ops, w1, w2, seed, "minhash/element"), nonempty
-    first = [_drop_axis(ops, take(ops, t, 1, 0, 1), 1) for t in (r1, r2, valid)]  # [N, C]
-    first_n = _drop_axis(ops, take(ops, nchars, 1, 0, 1), 1)  # [N]
-    is_whole = ops.greater(ops.const(ngram_size), first_n)
+    first = [t[:, 0] for t in (r1, r2, valid)]  # [N, C]
+    is_whole = ops.greater(ops.const(ngram_size), nchars[:, 0])  # [N]
     if static_chars >= 2:
-        head = _drop_axis(ops, take(ops, take(ops, pieces, 1, 0, 1), 2, 0, 2), 1)  # [N, 2]
-        marks = ops.reduce_min(ops.equal(head, ops.const(HASH_MARK)), axis=-1)
+        marks = ops.mul(ops.equal(pieces[:, 0, 0], ops.const(HASH_MARK)),
+                        ops.equal(pieces[:, 0, 1], ops.const(HASH_MARK)))
         is_whole = ops.maximum(is_whole, marks)
     g1, g2, gvalid = ngram_hashes(ops, first[0], first[1], first[2], ngram_size, seed)  # [N, S]
     gvalid = ops.mul(gvalid, ops.expand(ops.sub(ops.const(1), is_whole), -1))
@@ -486,10 +492,8 @@ def minhash_fingerprints(ops, elements, valid, num_hashes: int, seed: int):
     reps = -(-num_hashes // views)
     tiled = ops.concat([rot] * reps, axis=-1) if reps > 1 else rot  # column k = view k mod V
     if reps * views != num_hashes:
-        tiled = take(ops, tiled, -1, 0, num_hashes)
-    n, e = ops.dim(tiled, 0), ops.dim(tiled, 1)
-    keys = ops.xor(ops.reshape(tiled, [-1, num_hashes]), ops.const(seeds))
-    return ops.reduce_min(ops.reshape(keys, [n, e, num_hashes]), axis=1)
+        tiled = tiled[..., :num_hashes]
+    return ops.reduce_min(ops.xor(tiled, ops.const(seeds)), axis=1)
 
 
 def minhash_buckets(ops, fingerprints, num_hashes: int, bloom_size: int, seed: int):
@@ -500,13 +504,11 @@ def minhash_buckets(ops, fingerprints, num_hashes: int, bloom_size: int, seed: i
     each other.
     """
     _, _, mults = minhash_constants(seed, num_hashes)
-    first = take(ops, fingerprints, -1, 0, 1)
-    nonempty = ops.greater(ops.const(INVALID_KEY), first)
+    nonempty = ops.greater(ops.const(INVALID_KEY), fingerprints[..., 0])
     v = ops.mod(fingerprints, ops.const(INVALID_KEY))
     hi = ops.rshift(v, ops.const(HALF_BITS))
     lo = ops.sub(v, ops.mul(hi, ops.const(HALF)))
     y = ops.mod(ops.add(ops.mul(hi, ops.const(mults)), lo), ops.const(BUCKET_PRIME))
-    nonempty = _drop_axis(ops, nonempty, -1)
     return ops.mod(y, ops.const(bloom_size)), nonempty
 
 
