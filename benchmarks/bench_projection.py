@@ -28,7 +28,6 @@ Usage:
 """
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from prado_tiny.bench.machine import describe_machine  # noqa: E402
 
 from prado_tiny.data.text_encoder import TextEncoder  # noqa: E402
 from prado_tiny.data.wordpiece import learn_vocabulary, load_vocabulary  # noqa: E402
@@ -47,20 +47,6 @@ from prado_tiny.layers import ternary_projection as TP  # noqa: E402
 
 LANGUAGES = ("en", "de", "es", "fr", "hi", "th")
 DEFAULT_DATASETS = os.path.join(os.path.dirname(REPO), "shared", "datasets")
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{platform.node()} {platform.machine()} {cpu}; {os.cpu_count()} cores; "
-            f"Python {platform.python_version()}; numpy {np.__version__}")
 
 
 def read_utterances(datasets: str, languages=LANGUAGES, split: str = "train"):
@@ -288,7 +274,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
-    print("machine:", machine())
+    print("machine:", describe_machine())
     print("command:", " ".join([os.path.relpath(sys.executable, REPO) if False else sys.executable]
                                + sys.argv))
     enc = encoder_with_vocabulary(args.datasets, args.vocab)

@@ -15,14 +15,13 @@ Usage:
 import argparse
 import itertools
 import os
-import platform
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import numpy as np  # noqa: E402
+from prado_tiny.bench.machine import describe_machine  # noqa: E402
 
 from prado_tiny.data.text_encoder import TextEncoder  # noqa: E402
 from prado_tiny.data.tokenizer import tokenize  # noqa: E402
@@ -30,20 +29,6 @@ from prado_tiny.data.wordpiece import (WordpieceSplitter, learn_vocabulary,  # n
                                        load_vocabulary)
 
 LANGUAGES = ("en", "de", "es", "fr", "hi", "th")
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{platform.node()} {platform.machine()} {cpu}; {os.cpu_count()} cores; "
-            f"Python {platform.python_version()}; numpy {np.__version__}")
 
 
 def read_tokens(datasets: str, lines: int):
@@ -92,7 +77,7 @@ def main():
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     print("command:", " ".join([os.path.basename(sys.executable)] + sys.argv))
-    print("machine:", machine())
+    print("machine:", describe_machine())
     if hasattr(os, "sched_getaffinity"):
         print("cores used:", sorted(os.sched_getaffinity(0)))
 

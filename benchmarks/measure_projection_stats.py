@@ -22,6 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from prado_tiny.bench.machine import describe_machine  # noqa: E402
 
 import bench_projection as B  # noqa: E402
 from prado_tiny.data.text_encoder import TextEncoder  # noqa: E402
@@ -101,7 +102,7 @@ def main(argv=None):
     parser.add_argument("--splits", default="train,eval")
     parser.add_argument("--vocab", default=None)
     args = parser.parse_args(argv)
-    print("machine:", B.machine())
+    print("machine:", describe_machine())
     print("command:", " ".join([sys.executable] + sys.argv))
     enc = B.encoder_with_vocabulary(args.datasets, args.vocab)
     print(f"WordPiece vocabulary: {len(enc.wordpiece)} pieces "
