@@ -181,6 +181,14 @@ def test_layer_matches_numpy(tf, x, window, n, rank3):
     assert yi.dtype == np.int32 and np.array_equal(yi, ref.astype(np.int32))
 
 
+def test_bloom_features_from_cached_buckets(tf):
+    x = _fixed_input()
+    feat = M.MinHashFeaturizer(bloom_size=256, window=2)
+    buckets, nonempty = feat.buckets(x)
+    dense = M.bloom_features_tf(buckets.astype(np.int16), nonempty, 256, 2).numpy()
+    assert np.array_equal(dense, M.minhash_features_np(x, bloom_size=256, window=2))
+
+
 def test_layer_config_and_model_roundtrip(tf):
     import tf_keras as keras
     layer = M.MinHashProjection(num_hashes=16, ngram_size=2, bloom_size=64, window=2, seed=5,

@@ -121,11 +121,33 @@ def exact_int8(x):
 
     The converter turns this into CAST(int32->float32) + QUANTIZE; `fold_exact_int8_casts`
     (prado_tiny.export.inspect) folds the pair into one CAST(int32->int8). Values must lie in
-    [-128, 127] (counts up to 255 hashes are not: see `_check_args`).
+    [-128, 127]: counts do, since num_hashes <= 127 (`_check_args`).
     """
     import tensorflow as tf
     f = tf.cast(x, tf.float32, name=EXACT_INT8_CAST)
     return tf.quantization.fake_quant_with_min_max_args(f, min=-128.0, max=127.0, num_bits=8)
+
+
+def bloom_features_tf(buckets, nonempty, bloom_size: int = 1024, window: int = 1):
+    """Cached sparse features -> dense float32 features, in a training graph.
+
+    buckets: int [B, T, H] and nonempty: int [B, T], as `MinHashFeaturizer.buckets` returns them
+    (a compact form to cache: H small ints per token instead of (2w+1) m floats). Returns
+    float32 [B, T, (2w+1) m], equal to `minhash_features_np` and to the layer's output.
+    """
+    import tensorflow as tf
+    buckets = tf.cast(buckets, tf.int32)
+    shape = tf.shape(buckets)
+    b, t, h = buckets.shape.as_list()
+    b = b if b is not None else shape[0]
+    t = t if t is not None else shape[1]
+    rows = b * t
+    counts = bloom_counts_tf(tf.reshape(buckets, [-1, h]), tf.reshape(tf.cast(nonempty, tf.int32), [-1]),
+                             tf.range(rows, dtype=tf.int32), bloom_size, rows)
+    counts = tf.reshape(counts, tf.stack([b, t, bloom_size]))
+    if buckets.shape[1] is None:
+        raise ValueError("bloom_features_tf needs a static token axis (for the window)")
+    return window_concat_tf(tf.cast(counts, tf.float32), window)
 
 
 def minhash_features_tf(codepoints, num_hashes: int = 64, ngram_size: int = 3,
@@ -177,8 +199,9 @@ def _make_layer_class():
 
         Args:
           num_hashes: MinHash fingerprint length (1..127; the paper uses 64).
-          ngram_size: character n-gram length (3); pieces shorter than this, and continuation
-            pieces (starting with '##', codepoints 35 35), are hashed whole.
+          ngram_size: character n-gram length (3). A token's first piece contributes its
+            n-grams; a first piece shorter than this or starting with '##' (codepoints 35 35),
+            and every later piece (a WordPiece continuation piece), is hashed whole.
           bloom_size: m, the counting Bloom filter size (1024 for Base).
           window: w, tokens concatenated on each side (1 for Base, 0 for X-Small).
           seed: selects the hash functions (any int; same seed, same features everywhere).
