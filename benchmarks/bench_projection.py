@@ -5,7 +5,8 @@ host: NumPy featurization on one core (the process is pinned to --cpu) of MTOP's
   * MinHash (64 hashes, trigrams, m=1024): uncached vectorised path to the Bloom buckets (the
     sparse form of the features: a dense count row is a scatter of them) and to dense counts;
     cached (MinHashFeaturizer, fingerprint cache per distinct piece) cold and warm; in token
-    form and in WordPiece form;
+    form and in WordPiece form, fed --chunk tokens per call; and on padded batches of 256
+    utterances [256, 64, 6, 24] as a training pipeline holds them (tokens/s counts real tokens);
   * ternary (512 and 4096 features): uncached and cached (per distinct token).
   Each figure is the best of --repeat runs.
 
@@ -24,7 +25,7 @@ scan: builds 'projection + one Dense(256)' int8 models of both layers and prints
 
 Usage:
   python benchmarks/bench_projection.py [host|graph|scan|all] [--datasets DIR] [--cpu 0]
-      [--repeat 3] [--vocab FILE] [--graph-examples 300]
+      [--repeat 3] [--vocab FILE] [--graph-examples 300] [--chunk 8192]
 """
 import argparse
 import os
@@ -88,45 +89,61 @@ def best(fn, repeat):
     return min(times)
 
 
+def chunked(fn, x, size):
+    for i in range(0, len(x), size):
+        fn(x[i:i + size])
+
+
 def run_host(args, enc):
     utterances = read_utterances(args.datasets)
     _, whole, pieces = token_arrays(enc, utterances)
     n = len(whole)
+    size = args.chunk
     print(f"host featurization, one core (cpu {args.cpu}); {len(utterances)} MTOP training "
-          f"utterances, {n} tokens; best of {args.repeat}")
+          f"utterances, {n} tokens, fed in chunks of {size} tokens; best of {args.repeat}")
     rows = []
     for form, x in (("token form [N, 1, 24]", whole), ("WordPiece form [N, 6, 24]", pieces)):
-        def buckets_uncached():
-            M.minhash_buckets_np(M.token_fingerprints_np(x), 64, 1024)
+        def buckets_uncached(part):
+            M.minhash_buckets_np(M.token_fingerprints_np(part), 64, 1024)
 
-        t = best(buckets_uncached, args.repeat)
+        def dense_uncached(part):
+            b, ne = M.minhash_buckets_np(M.token_fingerprints_np(part), 64, 1024)
+            M.bloom_counts_np(b, ne, 1024)
+
+        t = best(lambda: chunked(buckets_uncached, x, size), args.repeat)
         rows.append((f"MinHash 64x3-gram, {form}: uncached -> Bloom buckets", n / t))
-        sub = x[:50000]
-
-        def dense_uncached():
-            for i in range(0, len(sub), 4096):
-                part = sub[i:i + 4096]
-                b, ne = M.minhash_buckets_np(M.token_fingerprints_np(part), 64, 1024)
-                M.bloom_counts_np(b, ne, 1024)
-
-        t = best(dense_uncached, args.repeat)
-        rows.append((f"MinHash 64x3-gram, {form}: uncached -> dense counts [N, 1024] float32 "
-                     f"(4096-token chunks)", len(sub) / t))
+        sub = x[:100000]
+        t = best(lambda: chunked(dense_uncached, sub, size), args.repeat)
+        rows.append((f"MinHash 64x3-gram, {form}: uncached -> dense counts [N, 1024] float32",
+                     len(sub) / t))
         feat = M.MinHashFeaturizer()
         t0 = time.perf_counter()
-        feat.buckets(x)
-        rows.append((f"MinHash 64x3-gram, {form}: cached, cold (empty cache)",
+        chunked(feat.buckets, x, size)
+        rows.append((f"MinHash 64x3-gram, {form}: cached, cold (first epoch, empty cache)",
                      n / (time.perf_counter() - t0)))
-        t = best(lambda: feat.buckets(x), args.repeat)
+        t = best(lambda: chunked(feat.buckets, x, size), args.repeat)
         rows.append((f"MinHash 64x3-gram, {form}: cached, warm ({len(feat)} pieces cached)", n / t))
+    # Padded batches as a training pipeline holds them: [256 utterances, 64, 6, 24].
+    batches = [enc.encode_texts(utterances[i:i + 256]).subwords
+               for i in range(0, min(len(utterances), 20480), 256)]
+    real = sum(int((b > 0).any(axis=(2, 3)).sum()) for b in batches)
+    feat = M.MinHashFeaturizer()
+    for b in batches:
+        feat.buckets(b)
+    t = best(lambda: [feat.buckets(b) for b in batches], args.repeat)
+    rows.append((f"MinHash 64x3-gram, padded batches [256, 64, 6, 24]: cached, warm", real / t))
+    t = best(lambda: [M.minhash_buckets_np(M.minhash_fingerprints_np(b)) for b in batches],
+             args.repeat)
+    rows.append((f"MinHash 64x3-gram, padded batches [256, 64, 6, 24]: uncached", real / t))
     tok = whole[:, 0, :]
     for f in (512, 4096):
-        sub = tok[:30000] if f > 512 else tok
-        t = best(lambda: TP.ternary_features_np(sub, f, dtype=np.int8), args.repeat)
+        sub = tok[:50000] if f > 512 else tok
+        t = best(lambda: chunked(lambda p: TP.ternary_features_np(p, f, dtype=np.int8), sub, size),
+                 args.repeat)
         rows.append((f"ternary F={f}: uncached -> int8 features", len(sub) / t))
         feat = TP.TernaryFeaturizer(f)
-        feat.features(sub, np.int8)
-        t = best(lambda: feat.features(sub, np.int8), args.repeat)
+        chunked(lambda p: feat.features(p, np.int8), sub, size)
+        t = best(lambda: chunked(lambda p: feat.features(p, np.int8), sub, size), args.repeat)
         rows.append((f"ternary F={f}: cached, warm", len(sub) / t))
     width = max(len(r[0]) for r in rows)
     for name, rate in rows:
@@ -271,6 +288,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vocab", default=None)
     parser.add_argument("--graph-examples", type=int, default=300)
+    parser.add_argument("--chunk", type=int, default=8192, help="tokens per host call")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})

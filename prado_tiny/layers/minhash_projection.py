@@ -275,6 +275,33 @@ def _live(rows: np.ndarray) -> np.ndarray:
     return np.flatnonzero((rows.reshape(rows.shape[0], -1) > 0).any(axis=1))
 
 
+_ROW_MULTIPLIERS = np.array(H.derive_ints(0, "row-key", 4096, 1, 1 << 63), dtype=np.uint64) | np.uint64(1)
+
+
+def unique_rows(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an int32 [K, C] array and the inverse index (as np.unique(axis=0)).
+
+    Rows are keyed by a 64-bit multiply-add of their values, then every row is compared with
+    its group's representative, so a key collision can never merge distinct rows (it falls back
+    to the exact, slower byte-wise unique).
+    """
+    k, c = rows.shape
+    if c > len(_ROW_MULTIPLIERS):
+        view = np.ascontiguousarray(rows).view(np.dtype((np.void, 4 * c))).reshape(-1)
+        _, index, inverse = np.unique(view, return_index=True, return_inverse=True)
+        return rows[index], inverse.reshape(-1)
+    with np.errstate(over="ignore"):
+        keys = rows.astype(np.uint64) @ _ROW_MULTIPLIERS[:c] if k else np.zeros(0, np.uint64)
+    _, index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    uniq = rows[index]
+    if not np.array_equal(uniq[inverse], rows):
+        view = np.ascontiguousarray(rows).view(np.dtype((np.void, 4 * c))).reshape(-1)
+        _, index, inverse = np.unique(view, return_index=True, return_inverse=True)
+        return rows[index], inverse.reshape(-1)
+    return uniq, inverse
+
+
 def _fingerprints_from_elements(elems: np.ndarray, owner: np.ndarray, count: int,
                                 num_hashes: int, seed: int) -> np.ndarray:
     """Per-owner minima of the MinHash keys of `elems`; owners without elements -> EMPTY.
@@ -567,10 +594,8 @@ class MinHashFeaturizer:
         live = _live(rows)
         if not len(live):
             return out
-        # Distinct rows of the batch (byte view), then one cache probe per distinct row.
-        view = np.ascontiguousarray(rows[live]).view(np.dtype((np.void, 4 * c))).reshape(-1)
-        uniq, inverse = np.unique(view, return_inverse=True)
-        uniq_rows = uniq.view(np.int32).reshape(-1, c)
+        # Distinct rows of the batch, then one cache probe per distinct row.
+        uniq_rows, inverse = unique_rows(rows[live])
         lengths = c - np.argmax(uniq_rows[:, ::-1] != 0, axis=1)
         tag = b"F" if first else b"C"
         keys = [tag + r[:n].tobytes() for r, n in zip(uniq_rows, lengths)]
@@ -608,9 +633,16 @@ class MinHashFeaturizer:
         pieces = H.check_codepoints(pieces)
         tokens = _as_token_pieces(pieces)
         fp = self._lookup(tokens[:, 0, :], first=True)
-        if tokens.shape[1] > 1:
-            cont = self._lookup(tokens[:, 1:, :].reshape(-1, tokens.shape[2]), first=False)
-            fp = np.minimum(fp, cont.reshape(tokens.shape[0], -1, self.num_hashes).min(axis=1))
+        later = tokens.shape[1] - 1
+        if later:
+            cont = tokens[:, 1:, :].reshape(-1, tokens.shape[2])
+            live = _live(cont)  # only the real continuation pieces are looked up
+            if len(live):
+                fps = self._lookup(cont[live], first=False)
+                owner = live // later
+                starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+                toks = owner[starts]
+                fp[toks] = np.minimum(fp[toks], np.minimum.reduceat(fps, starts, axis=0))
         return fp.reshape(_token_shape(pieces, self.num_hashes))
 
     def buckets(self, pieces) -> Tuple[np.ndarray, np.ndarray]:

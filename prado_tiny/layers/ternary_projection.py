@@ -207,9 +207,8 @@ class TernaryFeaturizer:
         out = np.zeros((rows.shape[0], self.num_features), np.int8)
         live = np.flatnonzero((rows > 0).any(axis=1))
         if len(live):
-            view = np.ascontiguousarray(rows[live]).view(np.dtype((np.void, 4 * c))).reshape(-1)
-            uniq, inverse = np.unique(view, return_inverse=True)
-            uniq_rows = uniq.view(np.int32).reshape(-1, c)
+            from prado_tiny.layers.minhash_projection import unique_rows
+            uniq_rows, inverse = unique_rows(rows[live])
             lengths = c - np.argmax(uniq_rows[:, ::-1] != 0, axis=1)
             keys = [r[:n].tobytes() for r, n in zip(uniq_rows, lengths)]
             vals = np.empty((len(keys), self.num_features), np.int8)
