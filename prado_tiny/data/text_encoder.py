@@ -349,11 +349,15 @@ class TextEncoder:
             cut_lists.append(tokens)
         return cut_lists
 
-    def _join_tokens(self, token_lists, count_sequences: bool) -> bytearray:
+    def _cut_to_max_tokens(self, token_lists, count_sequences: bool) -> list:
+        """Token lists cut to max_tokens; the cut is counted only once per sequence (by the
+        form that counts sequences), so encoding both forms does not count it twice."""
         if count_sequences:
-            token_lists = self._count_sequences(token_lists)
-        else:
-            token_lists = [t[:self.max_tokens] for t in token_lists]
+            return self._count_sequences(token_lists)
+        return [t[:self.max_tokens] for t in token_lists]
+
+    def _join_tokens(self, token_lists, count_sequences: bool) -> bytearray:
+        token_lists = self._cut_to_max_tokens(token_lists, count_sequences)
         get = self._token_cache.get
         new = self._token_entry
         row_bytes, limit = self._row_bytes, self.max_tokens
@@ -386,10 +390,7 @@ class TextEncoder:
     def _join_subwords(self, token_lists, count_sequences: bool) -> bytearray:
         if self.wordpiece is None:
             raise ValueError("the subword form needs a WordPiece vocabulary (wordpiece=...)")
-        if count_sequences:
-            token_lists = self._count_sequences(token_lists)
-        else:
-            token_lists = [t[:self.max_tokens] for t in token_lists]
+        token_lists = self._cut_to_max_tokens(token_lists, count_sequences)
         get = self._subword_cache.get
         new = self._subword_entry
         block_bytes, limit = self._block_bytes, self.max_tokens
