@@ -179,16 +179,16 @@ class Predictor:
         want = ([1, enc.max_tokens, enc.max_pieces, enc.max_chars] if self.input_form == "subwords"
                 else [1, enc.max_tokens, enc.max_chars])
         inp = it.get_input_details()[0]
-        if list(inp["shape"]) != want or inp["dtype"] != np.int32:
-            raise self._fail(f"input 0 is {np.dtype(inp['dtype']).name}{list(inp['shape'])}, the "
+        if _shape(inp) != want or inp["dtype"] != np.int32:
+            raise self._fail(f"input 0 is {np.dtype(inp['dtype']).name}{_shape(inp)}, the "
                              f"metadata ({self.input_form}) needs int32{want}")
         self._input_index = inp["index"]
         intent, slots = self._find_outputs(it.get_output_details())
-        if list(intent["shape"]) != [1, self.vocab.num_intents]:
-            raise self._fail(f"intent output {intent['name']!r} has shape {list(intent['shape'])}, "
+        if _shape(intent) != [1, self.vocab.num_intents]:
+            raise self._fail(f"intent output {intent['name']!r} has shape {_shape(intent)}, "
                              f"the label vocabulary needs [1, {self.vocab.num_intents}]")
-        if list(slots["shape"]) != [1, enc.max_tokens, self.vocab.num_slot_tags]:
-            raise self._fail(f"slot output {slots['name']!r} has shape {list(slots['shape'])}, "
+        if _shape(slots) != [1, enc.max_tokens, self.vocab.num_slot_tags]:
+            raise self._fail(f"slot output {slots['name']!r} has shape {_shape(slots)}, "
                              f"expected [1, {enc.max_tokens}, {self.vocab.num_slot_tags}]")
         self._intent_out, self._slots_out = intent, slots
         return it
@@ -299,6 +299,10 @@ class Predictor:
                 return label, float(min(probs[i] for i in chosen)), top
         best = order[0]
         return labels[best], float(probs[best]), top
+
+
+def _shape(detail: dict) -> List[int]:
+    return [int(d) for d in detail["shape"]]
 
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:

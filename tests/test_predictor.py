@@ -230,6 +230,10 @@ def test_missing_file_and_missing_metadata(bare_model, tmp_path):
     small = TextEncoder(max_tokens=4, max_chars=6, max_pieces=3, wordpiece=["a"])
     with pytest.raises(MetadataError, match="input 0"):
         Predictor(_write(bare_model, tmp_path, "s.tflite", text_encoder=small.get_config()))
+    with pytest.raises(MetadataError, match=r"input 0 is int32\[1, 8, 3, 6\].*int32\[1, 8, 6\]"):
+        Predictor(_write(bare_model, tmp_path, "c.tflite", input="codepoints"))
+    with pytest.raises(MetadataError, match="intent_mode"):
+        Predictor(_write(bare_model, tmp_path, "m.tflite", intent_mode="softmax"))
 
 
 def test_no_tensorflow_import():

@@ -17,6 +17,11 @@ Example:
 {'labels': ['ตั้งเวลา']}
 
 Only `ai_edge_litert` is needed (no TensorFlow), so the reading side works in a slim runtime.
+
+Rewriting goes through the flatbuffer object API (`ai_edge_litert.tools.flatbuffer_utils`): weights
+the converter stored after the flatbuffer by offset (models past 2 GB) come back inline, so the
+result must stay under the 2 GB flatbuffer limit (tiny models are far below it); the converter's
+own entries (`min_runtime_version`, `CONVERSION_METADATA`, `buffer_location`) are kept as they are.
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ def embed_metadata(model_bytes: Union[bytes, bytearray], document: Dict[str, Any
 
     Raises:
       MetadataError: `model_bytes` is not a TFLite flatbuffer.
-      TypeError / ValueError: `document` is not a JSON-serialisable dict.
+      TypeError / ValueError: `document` is not a JSON-serialisable dict (NaN, lone surrogates).
 
     Example:
     >>> new = embed_metadata(model_bytes, {"format": "prado-tiny-model", "version": 1})  # doctest: +SKIP
