@@ -10,6 +10,8 @@ INSTALL_REQUIRES = [
     "tensorflow-text==2.21.1",
     "tensorflow-datasets==4.9.10",
     "ai-edge-litert==2.3.0",
+    # tf.summary (prado-train logs) needs TensorBoard; tensorflow 2.21 no longer pulls it in.
+    "tensorboard==2.21.0",
     "absl-py>=1.2,<2",
     "numpy>=1.26",
 ]

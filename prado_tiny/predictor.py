@@ -249,6 +249,19 @@ class Predictor:
             slot_logits = _dequantize(it.get_tensor(self._slots_out["index"]), self._slots_out)
         return self._decode(text, encoded, intent_logits[0], slot_logits[0])
 
+    def logits_for_tokens(self, tokens: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+        """Dequantized `(intent logits [num_intents], slot logits [max_tokens, num_slot_tags])`
+        for already tokenized text (evaluation on a dataset's own tokens)."""
+        x = (self.encoder.encode_subwords(list(tokens)) if self.input_form == "subwords"
+             else self.encoder.encode_tokens(list(tokens)))
+        with self._lock:
+            it = self._interpreter
+            it.set_tensor(self._input_index, np.ascontiguousarray(x[np.newaxis]))
+            it.invoke()
+            intent_logits = _dequantize(it.get_tensor(self._intent_out["index"]), self._intent_out)
+            slot_logits = _dequantize(it.get_tensor(self._slots_out["index"]), self._slots_out)
+        return intent_logits[0], slot_logits[0]
+
     def predict_batch(self, texts: Sequence[str]) -> List[Prediction]:
         """`predict` over several utterances (the model runs one at a time: batch size 1).
 

@@ -1,8 +1,21 @@
-"""prado-train: trains a model on a dataset (filled in by the pNLP-Mixer issue, #4).
+"""prado-train: trains a pNLP-Mixer on a dataset, with QAT, checkpoints and automatic resume.
 
-Usage: prado-train --flagfile=configs/pnlp_mixer_base.flags --model_dir=DIR [--dataset=NAME
-       --data_dir=DIR --languages=en,de --epochs=N]
+Usage:
+  prado-train --flagfile=configs/pnlp_mixer_base.flags --model_dir=DIR [--dataset=NAME
+      --data_dir=DIR --languages=en,de --epochs=N]
+
+Flags given after --flagfile override it. Running the same command again on the same
+--model_dir resumes from the last checkpoint (also after kill -9); a finished run says so and
+exits. The folder then holds everything `prado-export` and `prado-eval` need.
 """
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
 from absl import app, flags
 
 from prado_tiny import common_flags
@@ -10,15 +23,201 @@ from prado_tiny import common_flags
 common_flags.define_data_flags()
 flags.adopt_module_key_flags(common_flags)  # so --help lists the shared flags too
 flags.DEFINE_string("model_dir", None, "Where checkpoints, vocabularies and logs are written.")
-flags.DEFINE_integer("epochs", 50, "Number of training epochs.")
+flags.DEFINE_string("dev_split", "dev", "Development split for early stopping ('' = none).")
+flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
+# Model.
+flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer"], "Model type.")
+flags.DEFINE_integer("max_seq_len", 64, "Tokens per example; longer ones are cut (counted).")
+flags.DEFINE_integer("num_hashes", 64, "MinHash fingerprint length H (1..127).")
+flags.DEFINE_integer("ngram_size", 3, "Character n-gram size of the MinHash projection.")
+flags.DEFINE_integer("bloom_size", 1024, "m: counting Bloom filter size.")
+flags.DEFINE_integer("window", 1, "w: tokens concatenated on each side.")
+flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck / mixer hidden size.")
+flags.DEFINE_integer("num_layers", 2, "Mixer blocks.")
+flags.DEFINE_integer("token_mlp_dim", 0, "Token-mixing MLP hidden size (0 = max_seq_len).")
+flags.DEFINE_integer("channel_mlp_dim", 0, "Channel-mixing MLP hidden size (0 = hidden_dim).")
+flags.DEFINE_float("dropout", 0.0, "Dropout in the mixer blocks and heads.")
+flags.DEFINE_enum("intent_mode", "joint", ["joint", "multi_label"],
+                  "joint: one softmax class per intent label (a#b is a class); multi_label: one "
+                  "sigmoid per atomic intent.")
+# Text.
+flags.DEFINE_integer("wordpiece_vocab_size", 4000,
+                     "WordPiece vocabulary learned on the training tokens (0 = whole tokens).")
+flags.DEFINE_integer("max_chars", 24, "Codepoints per token or piece.")
+flags.DEFINE_integer("max_pieces", 6, "WordPiece pieces per token.")
+# Training.
+flags.DEFINE_integer("epochs", 50, "Maximum number of training epochs (QAT epochs included).")
+flags.DEFINE_integer("batch_size", 256, "Global batch size.")
+flags.DEFINE_float("learning_rate", 5e-4, "Peak Adam learning rate.")
+flags.DEFINE_integer("warmup_steps", 100, "Linear warm-up steps before the cosine decay.")
+flags.DEFINE_float("min_lr_ratio", 0.0, "Final learning rate as a fraction of the peak.")
+flags.DEFINE_float("slot_loss_weight", 1.0, "Weight of the slot loss in the joint loss.")
+flags.DEFINE_integer("patience", 5, "Stop after N epochs without a better dev exact match (0: never).")
+flags.DEFINE_integer("qat_epochs", 5, "Quantization-aware training: -1 whole run, 0 none, N last N epochs.")
 flags.DEFINE_integer("seed", 0, "Random seed; the same seed repeats a run.")
+flags.DEFINE_float("checkpoint_secs", 120.0, "Seconds between checkpoints within an epoch (0: epoch ends only).")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_integer("max_steps_per_epoch", 0, "Cut epochs to N steps (smoke runs; 0 = whole epochs).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: default (one device), mirrored (all local GPUs, or the "
+                  "CPU devices of --cpu_devices), multi_worker (TF_CONFIG).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (to use mirrored "
+                     "without GPUs, e.g. for testing).")
 FLAGS = flags.FLAGS
+
+logger = logging.getLogger("prado_tiny.train")
+
+
+def _strategy():
+    import tensorflow as tf
+    if FLAGS.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+    if FLAGS.strategy == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if FLAGS.strategy == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _read(split, report_name):
+    from prado_tiny.data.example import DataError, ReadReport
+    from prado_tiny.data.registry import read_dataset
+    report = ReadReport()
+    try:
+        examples = list(read_dataset(FLAGS.dataset, FLAGS.data_dir, split, FLAGS.languages or None,
+                                     skip_bad_rows=FLAGS.skip_bad_rows, report=report))
+    except DataError as e:
+        raise app.UsageError(f"{report_name}: {e}") from None
+    if not examples:
+        raise app.UsageError(f"{report_name}: no examples in {FLAGS.dataset} split {split!r} "
+                             f"for languages {FLAGS.languages or 'all'}")
+    return examples, report
+
+
+def model_spec(vocab_size_hint=None) -> dict:
+    return {
+        "model_type": FLAGS.model,
+        "intent_mode": FLAGS.intent_mode,
+        "input": "subwords" if FLAGS.wordpiece_vocab_size else "codepoints",
+        "qat": FLAGS.qat_epochs != 0,
+        "config": {
+            "max_seq_len": FLAGS.max_seq_len, "num_hashes": FLAGS.num_hashes,
+            "ngram_size": FLAGS.ngram_size, "bloom_size": FLAGS.bloom_size, "window": FLAGS.window,
+            "seed": FLAGS.seed, "hidden_dim": FLAGS.hidden_dim, "num_layers": FLAGS.num_layers,
+            "token_mlp_dim": FLAGS.token_mlp_dim or FLAGS.max_seq_len,
+            "channel_mlp_dim": FLAGS.channel_mlp_dim or FLAGS.hidden_dim,
+            "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode,
+        },
+        "data": {"dataset": FLAGS.dataset, "languages": sorted(FLAGS.languages),
+                 "wordpiece_vocab_size": FLAGS.wordpiece_vocab_size, "max_chars": FLAGS.max_chars,
+                 "max_pieces": FLAGS.max_pieces, "max_train_examples": FLAGS.max_train_examples},
+    }
 
 
 def main(argv):
     del argv
-    raise app.UsageError("prado-train: training is not available in this release yet "
-                         "(tracked by the pNLP-Mixer issue #4); prado-data works now.")
+    if not FLAGS.model_dir:
+        raise app.UsageError("--model_dir is required")
+    strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up
+
+    import numpy as np
+
+    from prado_tiny.data.text_encoder import TextEncoder
+    from prado_tiny.data.token_features import atomic_intents, featurize
+    from prado_tiny.data.vocab import LabelVocab
+    from prado_tiny.data.wordpiece import learn_vocabulary
+    from prado_tiny.evaluation import dev_evaluator
+    from prado_tiny.layers.minhash_projection import MinHashFeaturizer
+    from prado_tiny.models import model_dir as md
+    from prado_tiny.trainer import Trainer, TrainConfig
+
+    t_start = time.time()
+    model_dir = FLAGS.model_dir
+    spec = model_spec()
+    old = md.read_spec(model_dir)
+    train, train_report = _read("train", "training data")
+    if FLAGS.max_train_examples:
+        train = train[:FLAGS.max_train_examples]
+    dev = _read(FLAGS.dev_split, "development data")[0] if FLAGS.dev_split else None
+    print(f"prado-train: {len(train)} training examples"
+          + (f", {len(dev)} development examples" if dev else "")
+          + f" ({FLAGS.dataset}, languages: {','.join(sorted({e.language for e in train}))})", flush=True)
+
+    if old is not None:
+        diff = md.spec_differences({k: old.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")},
+                                   {k: spec.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")})
+        if diff:
+            raise app.UsageError(f"{model_dir} holds a model trained with other settings; use a new "
+                                 f"--model_dir or the same flags. Differences: " + "; ".join(diff))
+        vocab = LabelVocab.load(model_dir)
+        encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
+    else:
+        vocab = LabelVocab.from_examples(train)
+        if FLAGS.intent_mode == "multi_label":
+            # One class per atomic intent; the slot tags as the joint vocabulary has them.
+            vocab = LabelVocab(sorted({p for e in train for p in atomic_intents(e.intent)}),
+                               vocab.get_config()["slot_tags"][2:])
+        wordpiece = None
+        if FLAGS.wordpiece_vocab_size:
+            plain = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars)
+            t0 = time.time()
+            wordpiece = learn_vocabulary([list(e.tokens) for e in train], FLAGS.wordpiece_vocab_size,
+                                         normalize=plain.normalize_token)
+            print(f"prado-train: WordPiece vocabulary of {len(wordpiece)} pieces "
+                  f"learned in {time.time() - t0:.1f} s", flush=True)
+        encoder = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
+                              max_pieces=FLAGS.max_pieces, wordpiece=wordpiece)
+        os.makedirs(model_dir, exist_ok=True)
+        vocab.save(model_dir)
+        encoder.save(os.path.join(model_dir, "text_encoder"))
+        spec["config"].update(num_intents=vocab.num_intents, num_slot_tags=vocab.num_slot_tags)
+        md.write_spec(model_dir, spec)
+    spec = md.read_spec(model_dir)
+
+    c = spec["config"]
+    featurizer = MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"], c["window"], c["seed"])
+    subwords = spec["input"] == "subwords"
+    t0 = time.time()
+    train_set = featurize(train, encoder, featurizer.buckets, vocab, c["max_seq_len"],
+                          spec["intent_mode"], subwords=subwords)
+    dev_set = (featurize(dev, encoder, featurizer.buckets, vocab, c["max_seq_len"],
+                         spec["intent_mode"], subwords=subwords) if dev else None)
+    print(f"prado-train: features of {len(train_set.values) + (len(dev_set.values) if dev_set else 0)} "
+          f"tokens computed in {time.time() - t0:.1f} s", flush=True)
+    unaligned = int((train_set.slot_weight == 0).sum())
+    if unaligned:
+        print(f"prado-train: {unaligned} training examples with unaligned slots train the intent only",
+              flush=True)
+
+    config = TrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+                         learning_rate=FLAGS.learning_rate, warmup_steps=FLAGS.warmup_steps,
+                         min_lr_ratio=FLAGS.min_lr_ratio, slot_loss_weight=FLAGS.slot_loss_weight,
+                         patience=FLAGS.patience, qat_epochs=FLAGS.qat_epochs, seed=FLAGS.seed,
+                         checkpoint_secs=FLAGS.checkpoint_secs, progress=FLAGS.progress,
+                         max_steps_per_epoch=FLAGS.max_steps_per_epoch)
+    trainer = Trainer(model_dir, lambda: md.build_model(spec, quantize=False), train_set, dev_set,
+                      config, evaluate_fn=dev_evaluator(vocab, spec["intent_mode"]) if dev_set else None,
+                      intent_mode=spec["intent_mode"], strategy=strategy)
+    if int(trainer.state["epoch"]) == 0 and trainer.manager.latest_checkpoint is None:
+        md.dummy_input(trainer.model, spec)
+        params = int(sum(np.prod(v.shape) for v in trainer.model.trainable_variables))
+        print(f"prado-train: {spec['model_type']} with {params:,} parameters, {trainer.replicas} "
+              f"replica(s), {trainer.steps_per_epoch} steps per epoch", flush=True)
+    history = trainer.fit()
+    best = history.get("best_epoch") or {}
+    rates = [e["examples_per_second"] for e in history.get("epochs", []) if e.get("examples_per_second")]
+    summary = {"model_dir": model_dir, "best_epoch": best.get("epoch"),
+               "dev_exact_match": best.get("dev_exact_match"),
+               "dev_intent_accuracy": best.get("dev_intent_accuracy"),
+               "dev_slot_f1": best.get("dev_slot_f1"),
+               "examples_per_second_median": float(np.median(rates)) if rates else None,
+               "seconds": round(time.time() - t_start, 1)}
+    print("prado-train: done " + json.dumps(summary), flush=True)
+    sys.stdout.flush()
 
 
 def run():

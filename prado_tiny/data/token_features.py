@@ -1,0 +1,138 @@
+"""Token features computed once on the host and kept ragged: the training set of a projection model.
+
+A projection model's input features depend only on the text, so they are computed once, before
+training, and stored per real token (no padding): `values [total_tokens, ...]` plus each
+example's length. A batch is padded to its own longest example, not to `max_seq_len`: MTOP
+utterances have 8 tokens on average, so a batch padded to 64 would be mostly padding.
+
+For pNLP-Mixer the values are the MinHash Bloom buckets of each token (int16 `[H]`, `H` hashes),
+the compact form of its counting-Bloom-filter features (`BloomBottleneck` reads them directly).
+
+Labels live beside the features: the intent (a class id, or a multi-hot row for multi-label
+intents), slot tag ids per token, and a slot weight per example: 0 for rows whose slots could not
+be aligned to tokens (`Example.unaligned`), so their slot tags (tagged `O` where unaligned) never
+teach the model that a real slot is `O`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from prado_tiny.data.example import Example
+from prado_tiny.data.text_encoder import TextEncoder
+from prado_tiny.data.vocab import LabelVocab, normalize_intent
+
+#: Examples featurized per host call (bounds the padded codepoint array in memory).
+CHUNK = 1024
+
+TokenFeaturizer = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
+
+
+def atomic_intents(label: str) -> List[str]:
+    """The parts of a (multi-)intent label: `a#b` -> [`a`, `b`]."""
+    return normalize_intent(label).split("#")
+
+
+@dataclasses.dataclass
+class TokenFeatureSet:
+    """Ragged per-token features and labels of a list of examples.
+
+    Attributes:
+      examples: the examples, in input order.
+      values: `[total_tokens, ...]` features of every encoded token, example after example.
+      lengths: int32 `[N]` encoded tokens per example (at most max_seq_len).
+      starts: int64 `[N]` offset of each example's first token in `values`.
+      intents: int32 `[N]` class ids, or float32 `[N, num_intents]` multi-hot.
+      slots: int32 `[total_tokens]` slot tag ids.
+      slot_weight: float32 `[N]` 1, or 0 for examples with unaligned slots.
+    """
+
+    examples: List[Example]
+    values: np.ndarray
+    lengths: np.ndarray
+    starts: np.ndarray
+    intents: np.ndarray
+    slots: np.ndarray
+    slot_weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batch(self, index: Sequence[int]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+        """The examples `index` padded to their longest one: `({"buckets", "token_mask"},
+        {"intent", "slots", "slot_weight"})`; padded slot labels are 0 with mask 0."""
+        index = np.asarray(index, np.int64)
+        lengths = self.lengths[index]
+        t = max(int(lengths.max()) if len(index) else 1, 1)
+        n = len(index)
+        mask = (np.arange(t)[None, :] < lengths[:, None])
+        rows, cols = np.nonzero(mask)
+        src = self.starts[index][rows] + cols
+        values = np.zeros((n, t) + self.values.shape[1:], self.values.dtype)
+        values[rows, cols] = self.values[src]
+        slots = np.zeros((n, t), np.int32)
+        slots[rows, cols] = self.slots[src]
+        features = {"buckets": values, "token_mask": mask.astype(np.int32)}
+        labels = {"intent": self.intents[index], "slots": slots,
+                  "slot_weight": self.slot_weight[index]}
+        return features, labels
+
+
+def encode_labels(examples: Sequence[Example], vocab: LabelVocab, max_seq_len: int,
+                  intent_mode: str = "joint"):
+    """-> (intents, flat slot ids over the first max_seq_len tokens, slot weights)."""
+    if intent_mode == "multi_label":
+        intents = np.zeros((len(examples), vocab.num_intents), np.float32)
+        for i, ex in enumerate(examples):
+            for part in atomic_intents(ex.intent):
+                intents[i, vocab.encode_intent(part)] = 1.0
+    else:
+        intents = np.array([vocab.encode_intent(ex.intent) for ex in examples], np.int32)
+    slots = np.array([s for ex in examples for s in vocab.encode_slots(ex.slots[:max_seq_len])],
+                     np.int32)
+    weight = np.array([0.0 if ex.unaligned else 1.0 for ex in examples], np.float32)
+    return intents, slots, weight
+
+
+def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: TokenFeaturizer,
+              vocab: LabelVocab, max_seq_len: int, intent_mode: str = "joint",
+              subwords: bool = True, dtype=np.int16,
+              progress: Optional[Callable[[int], None]] = None) -> TokenFeatureSet:
+    """Encodes `examples` (their own tokens, cut to max_seq_len) and runs `featurizer` over them.
+
+    Args:
+      examples: the examples.
+      encoder: the TextEncoder (its max_tokens must be at least max_seq_len).
+      featurizer: int32 codepoints `[n, T, (P,) C]` -> (values `[n, T, ...]`, mask `[n, T]`).
+      vocab: the label vocabulary.
+      max_seq_len: tokens kept per example.
+      intent_mode: `joint` or `multi_label` (see `encode_labels`).
+      subwords: feed the WordPiece form `[n, T, P, C]` (else `[n, T, C]`).
+      dtype: storage dtype of the values.
+      progress: called with the number of examples done after each chunk.
+    """
+    examples = list(examples)
+    if not examples:
+        raise ValueError("no examples to featurize")
+    if encoder.max_tokens < max_seq_len:
+        raise ValueError(f"encoder max_tokens={encoder.max_tokens} < max_seq_len={max_seq_len}")
+    chunks = []
+    lengths = np.array([min(len(ex.tokens), max_seq_len) for ex in examples], np.int32)
+    for lo in range(0, len(examples), CHUNK):
+        part = examples[lo:lo + CHUNK]
+        tokens = [list(ex.tokens[:max_seq_len]) for ex in part]
+        cp = (encoder.encode_subwords_batch(tokens) if subwords
+              else encoder.encode_tokens_batch(tokens))[:, :max_seq_len]
+        values, _ = featurizer(cp)
+        live = np.arange(values.shape[1])[None, :] < lengths[lo:lo + CHUNK, None]
+        chunks.append(np.asarray(values)[live].astype(dtype))
+        if progress is not None:
+            progress(lo + len(part))
+    values = np.concatenate(chunks, axis=0)
+    starts = np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64)]).astype(np.int64)
+    intents, slots, weight = encode_labels(examples, vocab, max_seq_len, intent_mode)
+    if len(slots) != len(values):
+        raise AssertionError(f"{len(slots)} slot labels for {len(values)} tokens")
+    return TokenFeatureSet(examples, values, lengths, starts, intents, slots, weight)

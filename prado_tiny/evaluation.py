@@ -1,0 +1,133 @@
+"""Predictions and scores of a joint intent/slot model, from a Keras model or a .tflite file.
+
+Decoding rules (the same for Keras and TFLite, so the parity report compares like with like):
+
+* intent, joint mode: the arg-max class, never `<unk>`;
+* intent, multi-label mode: every atomic intent with sigmoid >= threshold, joined with `#` in
+  sorted order (`normalize_intent`); the arg-max one if none passes;
+* slots: the arg-max tag of each real token, never `<unk>`; tokens beyond max_seq_len get `O`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from prado_tiny.data.example import Example
+from prado_tiny.data.vocab import LabelVocab, normalize_intent
+from prado_tiny.metrics import NLUMetrics
+
+UNK_INTENT = 0
+UNK_SLOT = 1
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def decode_intent(logits: np.ndarray, vocab: LabelVocab, intent_mode: str = "joint",
+                  threshold: float = 0.5) -> Tuple[str, float]:
+    """-> (label, score) for one example's intent logits."""
+    logits = np.asarray(logits, np.float64).copy()
+    logits[UNK_INTENT] = -np.inf
+    if intent_mode == "multi_label":
+        p = 1.0 / (1.0 + np.exp(-logits))
+        chosen = [i for i in np.flatnonzero(p >= threshold)]
+        if not chosen:
+            chosen = [int(np.argmax(p))]
+        label = normalize_intent("#".join(vocab.decode_intent(int(i)) for i in chosen))
+        return label, float(np.prod(p[chosen]))
+    p = softmax(logits)
+    i = int(np.argmax(p))
+    return vocab.decode_intent(i), float(p[i])
+
+
+def decode_slots(logits: np.ndarray, length: int, num_tokens: int, vocab: LabelVocab
+                 ) -> Tuple[List[str], List[float]]:
+    """-> (BIO tags over all `num_tokens` tokens, their probabilities); `logits` [>= length, S]."""
+    logits = np.asarray(logits[:length], np.float64).copy()
+    if len(logits):
+        logits[:, UNK_SLOT] = -np.inf
+    p = softmax(logits) if len(logits) else np.zeros((0, vocab.num_slot_tags))
+    ids = p.argmax(-1) if len(p) else np.zeros(0, np.int64)
+    tags = vocab.decode_slots(int(i) for i in ids) + ["O"] * max(num_tokens - length, 0)
+    scores = [float(p[t, i]) for t, i in enumerate(ids)] + [1.0] * max(num_tokens - length, 0)
+    return tags, scores
+
+
+def keras_logits(model, feature_set, batch_size: int = 512) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """Runs `model` over a TokenFeatureSet: per example intent logits and slot logits [len, S]."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def run(features):
+        return model(features, training=False)
+
+    intents, slots = [], []
+    n = len(feature_set)
+    for lo in range(0, n, batch_size):
+        idx = np.arange(lo, min(lo + batch_size, n))
+        features, _ = feature_set.batch(idx)
+        out = run(features)
+        li, ls = out["intent"].numpy(), out["slots"].numpy()
+        for j, i in enumerate(idx):
+            intents.append(li[j])
+            slots.append(ls[j, :feature_set.lengths[i]])
+    return intents, slots
+
+
+def predictions(examples: Sequence[Example], intent_logits, slot_logits, vocab: LabelVocab,
+                intent_mode: str = "joint", threshold: float = 0.5) -> List[Dict[str, Any]]:
+    """One prediction record per example (the `--predictions_out` lines)."""
+    out = []
+    for ex, li, ls in zip(examples, intent_logits, slot_logits):
+        intent, score = decode_intent(li, vocab, intent_mode, threshold)
+        tags, _ = decode_slots(ls, len(ls), len(ex.tokens), vocab)
+        out.append({"id": ex.id, "language": ex.language, "utterance": ex.utterance,
+                    "tokens": list(ex.tokens), "intent": intent, "intent_score": round(score, 6),
+                    "slots": tags, "gold_intent": ex.intent, "gold_slots": list(ex.slots),
+                    "source": ex.source})
+    return out
+
+
+def score(examples: Sequence[Example], preds: Sequence[Dict[str, Any]],
+          vocab: Optional[LabelVocab] = None) -> Dict[str, Any]:
+    """`NLUMetrics(...).result()` of prediction records against their examples."""
+    m = NLUMetrics(vocab)
+    for ex, p in zip(examples, preds):
+        m.update(ex, p["intent"], p["slots"], language=ex.language)
+    return m.result()
+
+
+def headline(result: Dict[str, Any]) -> Dict[str, Any]:
+    """The early-stopping score and the main averages of a `result()`."""
+    avg = result["average"]
+    return {"score": avg["exact_match"] or 0.0, "exact_match": avg["exact_match"],
+            "intent_accuracy": avg["intent_accuracy"], "slot_f1": avg["slot_f1"]}
+
+
+def dev_evaluator(vocab: LabelVocab, intent_mode: str = "joint"):
+    """The Trainer's `evaluate_fn`: Keras model + TokenFeatureSet -> headline scores."""
+    def evaluate(model, feature_set):
+        li, ls = keras_logits(model, feature_set)
+        preds = predictions(feature_set.examples, li, ls, vocab, intent_mode)
+        return headline(score(feature_set.examples, preds, vocab))
+    return evaluate
+
+
+def write_predictions(path: str, preds: Iterable[Dict[str, Any]]) -> int:
+    """Writes one JSON line per prediction, in input order; returns the count."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    n = 0
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for p in preds:
+            f.write(json.dumps(p, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n

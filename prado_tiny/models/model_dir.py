@@ -1,0 +1,117 @@
+"""The model folder: what `prado-train` writes and `prado-export` / `prado-eval` read.
+
+Layout of `--model_dir`:
+
+    model.json            model type, its config, intent mode, input form (written first)
+    label_vocab.json      the label vocabulary (LabelVocab)
+    text_encoder/         TextEncoder config and WordPiece vocabulary
+    checkpoints/          the latest training state (weights, optimizer, epoch, step): resume
+    best/                 the weights of the best development epoch: export and evaluation
+    logs/                 TensorBoard event files
+    history.json          per-epoch metrics, throughput, the best epoch
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+from prado_tiny.data.text_encoder import TextEncoder
+from prado_tiny.data.vocab import LabelVocab
+
+MODEL_FILE = "model.json"
+FORMAT = "prado-tiny-model-dir"
+
+
+class ModelDirError(ValueError):
+    """A model folder that is missing, incomplete, or holds another model."""
+
+
+def model_types() -> Dict[str, Any]:
+    """Model type name -> (config class, model class); imported lazily (TensorFlow)."""
+    from prado_tiny.models.pnlp_mixer import PNLPMixer, PNLPMixerConfig
+    return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer)}
+
+
+def write_spec(model_dir: str, spec: Dict[str, Any]) -> str:
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, MODEL_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(dict(spec, format=FORMAT), f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_spec(model_dir: str) -> Optional[Dict[str, Any]]:
+    """The spec in `model_dir`, or None when the folder has none yet."""
+    path = os.path.join(model_dir, MODEL_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelDirError(f"{path}: cannot read the model spec: {e}") from e
+    if spec.get("format") != FORMAT:
+        raise ModelDirError(f"{path}: not a prado-tiny model spec")
+    return spec
+
+
+def spec_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> list:
+    """Keys whose values differ between two specs (nested keys joined by dots)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += spec_differences(a, b, prefix + key + ".")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def build_model(spec: Dict[str, Any], quantize: Optional[bool] = None):
+    types = model_types()
+    if spec["model_type"] not in types:
+        raise ModelDirError(f"unknown model type {spec['model_type']!r} (known: {sorted(types)})")
+    config_cls, model_cls = types[spec["model_type"]]
+    q = spec.get("qat", False) if quantize is None else quantize
+    return model_cls(config_cls.from_dict(spec["config"]), quantize=q)
+
+
+def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], LabelVocab, TextEncoder]:
+    """-> (model with weights restored, spec, label vocabulary, text encoder).
+
+    `weights`: `best` (the best development epoch; falls back to the latest checkpoint when
+    training never evaluated) or `latest`.
+    """
+    import tensorflow as tf
+
+    if not os.path.isdir(model_dir):
+        raise ModelDirError(f"{model_dir}: model folder not found")
+    spec = read_spec(model_dir)
+    if spec is None:
+        raise ModelDirError(f"{model_dir}: no {MODEL_FILE}; is this a prado-train --model_dir?")
+    vocab = LabelVocab.load(model_dir)
+    encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
+    model = build_model(spec)
+    path = None
+    if weights == "best" and os.path.exists(os.path.join(model_dir, "best", "ckpt.index")):
+        path = os.path.join(model_dir, "best", "ckpt")
+    if path is None:
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if path is None:
+        raise ModelDirError(f"{model_dir}: no checkpoint yet (train first)")
+    # Build the variables, then restore (a model-only checkpoint; optimizer state is skipped).
+    dummy_input(model, spec)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    return model, spec, vocab, encoder
+
+
+def dummy_input(model, spec: Dict[str, Any]):
+    """Runs the model once on a one-token bucket batch so that every variable exists."""
+    import numpy as np
+    c = spec["config"]
+    return model({"buckets": np.zeros((1, 1, c["num_hashes"]), np.int32),
+                  "token_mask": np.ones((1, 1), np.int32)}, training=False)
