@@ -1,20 +1,76 @@
-"""prado-export: writes a fully int8, builtin-ops-only .tflite from a trained model (issue #4).
+"""prado-export: writes a fully int8, builtin-ops-only .tflite from a trained model folder.
 
-Usage: prado-export --model_dir=DIR --output=FILE.tflite
+Usage: prado-export --model_dir=DIR --output=FILE.tflite [--calibration_examples=512]
+       [--parity_examples=N] [--data_dir=DIR]
+
+The .tflite carries its labels, text encoder (WordPiece vocabulary included) and settings as
+metadata: it is all an app needs (`prado_tiny.predictor.Predictor`). The flatbuffer is scanned
+(no float, custom or Flex op, or the export fails) and compared with the Keras model on the
+development split; the report is printed and written next to the model as FILE.tflite.json.
 """
+import json
+
 from absl import app, flags
 
 from prado_tiny import common_flags
 
 flags.DEFINE_string("model_dir", None, "A model directory written by prado-train.")
 flags.DEFINE_string("output", None, "Path of the .tflite file to write.")
+flags.DEFINE_string("data_dir", None, "The training dataset's folder (default: the one training used).")
+flags.DEFINE_integer("calibration_examples", 512, "Training utterances for int8 calibration.")
+flags.DEFINE_integer("parity_examples", 0, "Development examples for the Keras/TFLite parity "
+                     "report (0 = the whole split, -1 = none).")
+flags.DEFINE_string("dev_split", "dev", "Split of the parity report.")
+flags.DEFINE_integer("seed", 0, "Seed of the calibration sample.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
-    raise app.UsageError("prado-export: export is not available in this release yet "
-                         "(tracked by the pNLP-Mixer issue #4).")
+    if not FLAGS.model_dir or not FLAGS.output:
+        raise app.UsageError("--model_dir and --output are required")
+    import numpy as np
+
+    from prado_tiny.data.example import DataError
+    from prado_tiny.data.registry import read_dataset
+    from prado_tiny.export.tflite import export
+    from prado_tiny.models import model_dir as md
+
+    try:
+        spec = md.read_spec(FLAGS.model_dir) if md.os.path.isdir(FLAGS.model_dir) else None
+    except md.ModelDirError as e:
+        raise app.UsageError(str(e)) from None
+    if spec is None:
+        raise app.UsageError(f"{FLAGS.model_dir}: not a prado-train model folder (no model.json)")
+    data = spec["data"]
+    data_dir = FLAGS.data_dir or spec.get("data_dir")
+    langs = data["languages"] or None
+    try:
+        train = list(read_dataset(data["dataset"], data_dir, "train", langs, skip_bad_rows=True))
+        order = np.random.default_rng(FLAGS.seed).permutation(len(train))
+        calibration = [train[i] for i in order[:FLAGS.calibration_examples]]
+        dev = None
+        if FLAGS.parity_examples >= 0:
+            dev = list(read_dataset(data["dataset"], data_dir, FLAGS.dev_split, langs, skip_bad_rows=True))
+            if FLAGS.parity_examples:
+                dev = dev[:FLAGS.parity_examples]
+    except (DataError, OSError) as e:
+        raise app.UsageError(f"cannot read the calibration data ({data['dataset']}, "
+                             f"--data_dir={data_dir}): {e}") from None
+    try:
+        report = export(FLAGS.model_dir, FLAGS.output, calibration, dev)
+    except md.ModelDirError as e:
+        raise app.UsageError(str(e)) from None
+    with open(FLAGS.output + ".json", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    print(f"prado-export: wrote {report['output']}: {report['bytes']:,} bytes "
+          f"({report['bytes'] / 2**20:.3f} MiB), {report['ops']} ops, int8 builtin ops only: "
+          f"{'yes' if report['builtin_int8'] else 'NO'}, {report['parameters']:,} parameters")
+    if "parity" in report:
+        from prado_tiny.export.tflite import ParityReport
+        p = dict(report["parity"])
+        p.pop("exact_match_drop", None)
+        print("prado-export: " + ParityReport(**p).summary())
 
 
 def run():

@@ -112,6 +112,7 @@ def model_spec(vocab_size_hint=None) -> dict:
             "channel_mlp_dim": FLAGS.channel_mlp_dim or FLAGS.hidden_dim,
             "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode,
         },
+        "data_dir": os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None,
         "data": {"dataset": FLAGS.dataset, "languages": sorted(FLAGS.languages),
                  "wordpiece_vocab_size": FLAGS.wordpiece_vocab_size, "max_chars": FLAGS.max_chars,
                  "max_pieces": FLAGS.max_pieces, "max_train_examples": FLAGS.max_train_examples},
@@ -122,6 +123,8 @@ def main(argv):
     del argv
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up
 
     import numpy as np

@@ -6,8 +6,9 @@ feature across the sequence positions, a channel-mixing MLP applied to each posi
 features, GELU, residual connections.
 
 Padding: the block keeps padded positions at zero. Its input is zero there, the normalised
-values are masked before token mixing (LayerNorm of a zero row is its bias, which would
-otherwise leak into real positions) and both residual branches are masked.
+values are masked before token mixing (LayerNorm of a padded row is not zero and would
+otherwise leak into real positions) and both residual branches are masked. Padded rows enter
+LayerNorm as a +-1 pattern, not as zeros, for the int8 model's sake (`_pad_fill`).
 
 Variable length: the token-mixing weights are sized for `max_seq_len` positions. A batch whose
 longest example has T < max_seq_len tokens uses their first T rows and columns, which is exact:
@@ -100,6 +101,7 @@ class MixerBlock(keras.layers.Layer):
         for name in names:
             setattr(self, name, FakeQuant(q, name=name))
         self.drop = keras.layers.Dropout(self.dropout)
+        self.pad_pattern = tf.constant([1.0 if i % 2 == 0 else -1.0 for i in range(hidden)])
         super().build(input_shape)
 
     def _token_mix(self, y, training):
@@ -117,11 +119,22 @@ class MixerBlock(keras.layers.Layer):
         out = self.token_out_quant(_matmul_last(h, w2) + b2, training=training)
         return tf.transpose(out, [0, 2, 1])
 
+    def _pad_fill(self, x, mask):
+        """Padded rows (zero) get a +-1 pattern before LayerNorm; real rows are unchanged.
+
+        LayerNorm of a zero row divides by sqrt(epsilon): 1/sqrt(1e-5) = 316. In an int8 model
+        that one value would stretch the range of the inverse standard deviation (RSQRT) over
+        0..316, leaving about 1.2 per step for the real rows, whose values are near 1: the
+        normalisation of every real token would be off by up to 50%. With unit-variance padded
+        rows the range fits the real rows. The padded outputs are masked either way.
+        """
+        return x + (1.0 - mask) * self.pad_pattern
+
     def call(self, x, mask, training=None):
-        y = self.norm1_quant(self.norm1(x), training=training) * mask
+        y = self.norm1_quant(self.norm1(self._pad_fill(x, mask)), training=training) * mask
         y = self._token_mix(y, training)
         x = self.res1_quant(x + self.drop(y, training=training) * mask, training=training)
-        z = self.norm2_quant(self.norm2(x), training=training)
+        z = self.norm2_quant(self.norm2(self._pad_fill(x, mask)), training=training)
         z = self.channel_out(self.channel_in(z, training=training), training=training)
         return self.res2_quant(x + self.drop(z, training=training) * mask, training=training)
 
