@@ -85,17 +85,40 @@ def _strategy():
 
 def _read(split, report_name):
     from prado_tiny.data.example import DataError, ReadReport
-    from prado_tiny.data.registry import read_dataset
+    from prado_tiny.data.registry import DatasetError, read_dataset
     report = ReadReport()
     try:
         examples = list(read_dataset(FLAGS.dataset, FLAGS.data_dir, split, FLAGS.languages or None,
                                      skip_bad_rows=FLAGS.skip_bad_rows, report=report))
-    except DataError as e:
+    except (DataError, DatasetError) as e:
         raise app.UsageError(f"{report_name}: {e}") from None
     if not examples:
         raise app.UsageError(f"{report_name}: no examples in {FLAGS.dataset} split {split!r} "
                              f"for languages {FLAGS.languages or 'all'}")
     return examples, report
+
+
+_LOCK = None
+
+
+def _lock(model_dir: str) -> None:
+    """One prado-train per model folder: two would overwrite each other's checkpoints. The lock
+    is an flock, released by the kernel when the process ends, also on kill -9."""
+    import fcntl
+    global _LOCK
+    os.makedirs(model_dir, exist_ok=True)
+    f = open(os.path.join(model_dir, ".train.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        raise app.UsageError(f"{model_dir}: another prado-train (pid {f.read().strip() or '?'}) is "
+                             f"training in this folder; wait for it or use another --model_dir")
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _LOCK = f
 
 
 def model_spec(vocab_size_hint=None) -> dict:
@@ -140,6 +163,7 @@ def main(argv):
 
     t_start = time.time()
     model_dir = FLAGS.model_dir
+    _lock(model_dir)
     spec = model_spec()
     old = md.read_spec(model_dir)
     train, train_report = _read("train", "training data")
@@ -151,6 +175,9 @@ def main(argv):
           + f" ({FLAGS.dataset}, languages: {','.join(sorted({e.language for e in train}))})", flush=True)
 
     if old is not None:
+        # num_intents / num_slot_tags are derived from the data when the folder is created.
+        derived = {k: (old.get("config") or {}).get(k) for k in ("num_intents", "num_slot_tags")}
+        spec["config"].update(derived)
         diff = md.spec_differences({k: old.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")},
                                    {k: spec.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")})
         if diff:

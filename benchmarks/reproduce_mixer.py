@@ -1,0 +1,146 @@
+"""Reproduces the pNLP-Mixer figures of the README: train, export, evaluate on every dataset.
+
+Each run is the three user commands (`prado-train`, `prado-export`, `prado-eval`) with the
+shipped flagfiles, so every figure can be re-run by hand. A run whose model folder already holds
+a finished training is not trained again (prado-train resumes or reports); an interrupted one
+resumes. Results go to OUT_DIR/results.json and a Markdown table OUT_DIR/results.md.
+
+Usage (from the repository root):
+  python benchmarks/reproduce_mixer.py [--runs mtop_base,atis] [--out_dir runs/repro]
+      [--datasets ../shared/datasets]
+
+Runs (development splits; MTOP's is called `eval`; the test splits are withheld):
+  mtop_base, mtop_xsmall    one model for MTOP's six languages
+  multiatis_joint           MultiATIS++ nine languages, a#b intents as joint classes
+  multiatis_multi           the same with one sigmoid per atomic intent (--intent_mode=multi_label)
+  atis, snips               English
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+COMMON = ["--progress=false"]
+RUNS = {
+    "mtop_base": (["configs/pnlp_mixer_base.flags", "configs/mtop.flags"],
+                  ["--epochs=20", "--qat_epochs=3", "--patience=4"], "mtop", "eval"),
+    "mtop_xsmall": (["configs/pnlp_mixer_xsmall.flags", "configs/mtop.flags"],
+                    ["--epochs=20", "--qat_epochs=3", "--patience=4"], "mtop", "eval"),
+    "multiatis_joint": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],
+                        ["--epochs=30", "--qat_epochs=3", "--patience=5"], "multiatis", "dev"),
+    "multiatis_multi": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],
+                        ["--epochs=30", "--qat_epochs=3", "--patience=5", "--intent_mode=multi_label"],
+                        "multiatis", "dev"),
+    "atis": (["configs/pnlp_mixer_base.flags", "configs/atis.flags"],
+             ["--epochs=40", "--qat_epochs=3", "--patience=6"], "atis", "dev"),
+    "snips": (["configs/pnlp_mixer_base.flags", "configs/snips.flags"],
+              ["--epochs=40", "--qat_epochs=3", "--patience=6"], "snips", "dev"),
+}
+
+
+def tool(name):
+    """The console script next to this Python (a virtualenv's bin), else on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.path.exists(here) else name
+
+
+def run(cmd, log):
+    print("$ " + " ".join(cmd), flush=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"command failed ({proc.returncode}); see {log}")
+
+
+def one(name, out_dir, datasets):
+    flagfiles, extra, dataset, split = RUNS[name]
+    model_dir = os.path.join(out_dir, name)
+    data_dir = os.path.join(datasets, dataset)
+    log = os.path.join(out_dir, name + ".log")
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.time()
+    run([tool("prado-train")] + [f"--flagfile={f}" for f in flagfiles]
+        + [f"--model_dir={model_dir}", f"--data_dir={data_dir}"] + extra + COMMON, log)
+    t_train = time.time() - t0
+    tfl = os.path.join(model_dir, "model.tflite")
+    run([tool("prado-export"), f"--model_dir={model_dir}", f"--output={tfl}"], log)
+    metrics = os.path.join(model_dir, f"metrics_{split}.json")
+    run([tool("prado-eval"), f"--model={tfl}", f"--dataset={dataset}", f"--data_dir={data_dir}",
+         f"--split={split}", f"--metrics_out={metrics}",
+         f"--predictions_out={os.path.join(model_dir, f'predictions_{split}.jsonl')}"], log)
+    with open(metrics, encoding="utf-8") as f:
+        m = json.load(f)
+    with open(tfl + ".json", encoding="utf-8") as f:
+        export = json.load(f)
+    with open(os.path.join(model_dir, "history.json"), encoding="utf-8") as f:
+        history = json.load(f)
+    rates = sorted(e["examples_per_second"] for e in history["epochs"] if e.get("examples_per_second"))
+    return {"run": name, "dataset": dataset, "split": split, "bytes": export["bytes"],
+            "parameters": export["parameters"], "parity": export.get("parity"),
+            "languages": {k: v for k, v in m["result"]["languages"].items()},
+            "average": m["result"]["average"], "epochs": len(history["epochs"]),
+            "best_epoch": (history.get("best_epoch") or {}).get("epoch"),
+            "train_examples_per_second_median": rates[len(rates) // 2] if rates else None,
+            "wall_seconds_this_invocation": round(t_train, 1)}
+
+
+def pct(x):
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def table(results):
+    lines = ["| run | int8 bytes | languages | intent acc | slot F1 | exact match | TFLite - Keras EM |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for r in results:
+        avg = r["average"]
+        drop = r["parity"]["exact_match_drop"] if r.get("parity") else None
+        lines.append(f"| {r['run']} | {r['bytes']:,} | {len(r['languages'])} | {pct(avg['intent_accuracy'])} | "
+                     f"{pct(avg['slot_f1'])} | {pct(avg['exact_match'])} | "
+                     f"{'-' if drop is None else f'{-drop:+.2f}'} |")
+    for r in results:
+        langs = sorted(r["languages"])
+        lines += ["", f"{r['run']} ({r['dataset']} {r['split']}), per language:", "",
+                  "| | " + " | ".join(langs) + " | average |", "|---" * (len(langs) + 2) + "|"]
+        for key, label in (("exact_match", "exact match"), ("intent_accuracy", "intent acc"),
+                           ("slot_f1", "slot F1")):
+            lines.append(f"| {label} | " + " | ".join(pct(r["languages"][k][key]) for k in langs)
+                         + f" | {pct(r['average'][key])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default=",".join(RUNS))
+    ap.add_argument("--out_dir", default=os.path.join(REPO, "runs", "repro"))
+    ap.add_argument("--datasets", default=os.path.join(os.path.dirname(REPO), "shared", "datasets"))
+    args = ap.parse_args()
+    from prado_tiny.bench.machine import describe_machine
+    out_dir = os.path.abspath(args.out_dir)
+    path = os.path.join(out_dir, "results.json")
+    done = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            done = {r["run"]: r for r in json.load(f)["results"]}
+    for name in args.runs.split(","):
+        if name not in RUNS:
+            raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
+        done[name] = one(name, out_dir, os.path.abspath(args.datasets))
+        results = [done[k] for k in RUNS if k in done]
+        doc = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
+        os.makedirs(out_dir, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+        with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+            f.write(table(results))
+        print(table([done[name]]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
