@@ -235,7 +235,7 @@ class Trainer:
 
     def fit(self) -> Dict[str, Any]:
         """Trains (or resumes) to the end; returns the history document."""
-        c, st = self.config, self.state
+        st = self.state
         latest = self.manager.latest_checkpoint
         if latest:
             self.ckpt.restore(latest)

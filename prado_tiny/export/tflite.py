@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from prado_tiny.data.example import Example
-from prado_tiny.evaluation import decode_intent, decode_slots, headline, score
+from prado_tiny.evaluation import headline, score
 
 FORMAT = "prado-tiny-model"
 VERSION = 1

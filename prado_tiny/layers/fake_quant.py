@@ -66,9 +66,11 @@ class FakeQuant(keras.layers.Layer):
             self.seen.assign(1.0)
         if not self.quantize:
             return x
-        # The int8 grid must hold 0 exactly (padding, ReLU-like zeros), so the range spans it.
+        # The int8 grid must hold 0 exactly (padding, ReLU-like zeros), so the range spans it
+        # on both sides (an all-negative range would otherwise be shifted up to end at 0 by
+        # the zero-point nudging, clipping its lowest values).
         lo = tf.minimum(self.range_min, 0.0)
-        hi = tf.maximum(self.range_max, lo + 1e-3)
+        hi = tf.maximum(tf.maximum(self.range_max, 0.0), lo + 1e-3)
         return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8)
 
     def compute_output_shape(self, input_shape):

@@ -50,7 +50,7 @@ the same features.
 from __future__ import annotations
 
 import functools
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

@@ -49,7 +49,7 @@ per element in TFLite.) With `int_output=True` the layer returns the int32 count
 from __future__ import annotations
 
 import collections
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
