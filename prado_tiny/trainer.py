@@ -136,19 +136,23 @@ class Trainer:
         keras.utils.set_random_seed(c.seed)
         with self.strategy.scope():
             self.model = model_fn()
+            # Create the variables here: under a MirroredStrategy they must be made in its scope.
+            self.model(self.train.batch([0])[0], training=False)
             schedule = WarmupCosine(c.learning_rate, c.warmup_steps, c.epochs * self.steps_per_epoch,
                                     c.min_lr_ratio)
             self.schedule = schedule
             self.optimizer = keras.optimizers.Adam(schedule)
-            qat_from = {-1: 0, 0: c.epochs}.get(c.qat_epochs, max(c.epochs - c.qat_epochs, 0))
-            self.state = {
-                "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
-                "step": tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch"),
-                "best": tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_score"),
-                "bad_epochs": tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs"),
-                "qat_from": tf.Variable(qat_from, dtype=tf.int64, trainable=False, name="qat_from"),
-                "end_epoch": tf.Variable(c.epochs, dtype=tf.int64, trainable=False, name="end_epoch"),
-            }
+        qat_from = {-1: 0, 0: c.epochs}.get(c.qat_epochs, max(c.epochs - c.qat_epochs, 0))
+        # Plain host variables, outside the strategy scope: the loop reads them with int() and
+        # float(), which a MirroredVariable does not support; no replica touches them.
+        self.state = {
+            "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+            "step": tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch"),
+            "best": tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_score"),
+            "bad_epochs": tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs"),
+            "qat_from": tf.Variable(qat_from, dtype=tf.int64, trainable=False, name="qat_from"),
+            "end_epoch": tf.Variable(c.epochs, dtype=tf.int64, trainable=False, name="end_epoch"),
+        }
         self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, **self.state)
         self.manager = tf.train.CheckpointManager(self.ckpt, os.path.join(model_dir, "checkpoints"),
                                                   max_to_keep=2)

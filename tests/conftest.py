@@ -18,3 +18,29 @@ def datasets_dir() -> pathlib.Path:
     if not (DATASETS / "README.md").exists():
         pytest.fail(f"real datasets not found at {DATASETS} (set PRADO_DATASETS to their folder)")
     return DATASETS
+
+
+# A tiny trained model folder and its int8 export, shared by test_export_main and test_eval_main
+# (training and export take about half a minute; doing them once keeps the suite fast).
+TINY_TRAIN_FLAGS = ["--dataset=demo", "--languages=en,th", "--hidden_dim=16", "--bloom_size=64",
+                    "--num_hashes=8", "--window=1", "--max_seq_len=16", "--wordpiece_vocab_size=200",
+                    "--batch_size=32", "--max_steps_per_epoch=5", "--progress=false", "--epochs=2",
+                    "--learning_rate=0.01", "--warmup_steps=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """-> (model folder, .tflite path, prado-export stdout) of a tiny en+th demo model."""
+    import subprocess
+    import sys
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+    model_dir = str(tmp_path_factory.mktemp("tiny_export") / "model")
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.train_main", f"--model_dir={model_dir}",
+                        *TINY_TRAIN_FLAGS], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    tflite = os.path.join(model_dir, "m.tflite")
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.export_main", f"--model_dir={model_dir}",
+                        f"--output={tflite}", "--calibration_examples=64", "--parity_examples=100"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    return model_dir, tflite, r.stdout

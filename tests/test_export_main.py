@@ -1,0 +1,103 @@
+"""prado-export on a tiny trained demo model (the `tiny_export` fixture in conftest.py), and the
+Predictor on its output."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from prado_tiny.export.inspect import check_builtin_int8
+from prado_tiny.export.metadata import read_metadata
+from prado_tiny.predictor import Predictor
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_export):
+    return Predictor(tiny_export[1])
+
+
+def test_export_writes_an_int8_builtin_model(tiny_export):
+    _, path, stdout = tiny_export
+    assert os.path.isfile(path) and os.path.getsize(path) > 0
+    assert "int8 builtin ops only: yes" in stdout, stdout
+    assert "parity on 100 development examples" in stdout
+    report = check_builtin_int8(path)
+    assert report.ok, report.violations
+
+
+def test_metadata_holds_labels_and_text_encoder(tiny_export):
+    model_dir, path, _ = tiny_export
+    doc = read_metadata(path)
+    with open(os.path.join(model_dir, "label_vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    assert doc["labels"]["intents"] == vocab["intents"]
+    assert doc["labels"]["slot_tags"] == vocab["slot_tags"]
+    assert doc["text_encoder"]["max_tokens"] == 16
+    assert doc["input"] == "subwords" and doc["intent_mode"] == "joint"
+
+
+def test_report_json_has_parity(tiny_export):
+    _, path, _ = tiny_export
+    with open(path + ".json", encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["builtin_int8"] is True
+    assert report["bytes"] == os.path.getsize(path)
+    assert report["calibration_examples"] == 64
+    parity = report["parity"]
+    assert parity["examples"] == 100
+    assert isinstance(parity["exact_match_drop"], float)
+    assert 0.0 <= parity["intent_agreement"] <= 1.0
+
+
+def test_predict_english(tiny_export, predictor):
+    text = "wake me up at 7 am"
+    r = predictor.predict(text)
+    labels = read_metadata(tiny_export[1])["labels"]["intents"]
+    assert r.intent in labels and r.intent != "<unk>"
+    assert 0.0 < r.intent_score <= 1.0
+    assert r.tokens == ["wake", "me", "up", "at", "7", "am"]
+    assert len(r.tags) == len(r.tokens)
+    assert not r.truncated
+    for s in r.slots:
+        assert 0 <= s["start"] < s["end"] <= len(text)
+        assert text[s["start"]:s["end"]] == s["text"]
+    for (start, end), tok in zip(r.offsets, r.tokens):
+        assert text[start:end] == tok
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_predict_empty_raises(predictor, text):
+    with pytest.raises(ValueError):
+        predictor.predict(text)
+
+
+def test_predict_thai(predictor):
+    text = "ตั้งนาฬิกาปลุกตอนเจ็ดโมงเช้า"
+    r = predictor.predict(text)
+    assert r.intent and r.intent != "<unk>"
+    assert r.tokens and len(r.tags) == len(r.tokens)
+    for s in r.slots:
+        assert text[s["start"]:s["end"]] == s["text"]
+
+
+def test_predict_long_text_is_truncated(predictor):
+    text = " ".join(["alarm"] * 5000)
+    r = predictor.predict(text)
+    assert r.truncated is True
+    assert len(r.tokens) == 5000 and len(r.tags) == 5000
+    assert all(t == "O" for t in r.tags[16:])
+    assert r.intent and r.intent != "<unk>"
+
+
+def test_export_of_missing_model_dir_fails(tmp_path):
+    out = tmp_path / "m.tflite"
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.export_main",
+                        f"--model_dir={tmp_path / 'nope'}", f"--output={out}"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode != 0
+    assert "not a prado-train model folder" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
