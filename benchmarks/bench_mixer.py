@@ -37,7 +37,7 @@ def throughput(args):
     from prado_tiny.layers.fake_quant import set_quantize
     from prado_tiny.layers.minhash_projection import MinHashFeaturizer
     from prado_tiny.models import model_dir as md
-    from prado_tiny.trainer import Trainer, TrainConfig, epoch_order
+    from prado_tiny.trainer import Trainer, TrainConfig, epoch_batches
 
     train = list(read_dataset("mtop", os.path.join(args.datasets, "mtop"), "train"))
     vocab = LabelVocab.from_examples(train)
@@ -49,8 +49,8 @@ def throughput(args):
     spec = {"model_type": "pnlp_mixer", "config": config}
     trainer = Trainer("/tmp/bench_mixer_unused", lambda: md.build_model(spec, quantize=False), fs,
                       None, TrainConfig(batch_size=256, progress=False, checkpoint_secs=0))
-    order = epoch_order(0, 0, len(fs))
-    batches = [fs.batch(order[i * 256:(i + 1) * 256]) for i in range(args.warmup + args.steps)]
+    # The trainer's own batches: examples of similar length batched together (bucket_window=50).
+    batches = [fs.batch(b) for b in epoch_batches(0, 0, fs.lengths, 256, 50)[:args.warmup + args.steps]]
     print(f"machine: {describe_machine()}; model: {config}; MTOP train, 6 languages, batch 256, "
           f"mean tokens per example {fs.lengths.mean():.1f}")
     for qat in (False, True):

@@ -28,9 +28,9 @@ sys.path.insert(0, REPO)
 COMMON = ["--progress=false"]
 RUNS = {
     "mtop_base": (["configs/pnlp_mixer_base.flags", "configs/mtop.flags"],
-                  ["--epochs=20", "--qat_epochs=3", "--patience=4"], "mtop", "eval"),
+                  ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "mtop_xsmall": (["configs/pnlp_mixer_xsmall.flags", "configs/mtop.flags"],
-                    ["--epochs=20", "--qat_epochs=3", "--patience=4"], "mtop", "eval"),
+                    ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "multiatis_joint": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],
                         ["--epochs=30", "--qat_epochs=3", "--patience=5"], "multiatis", "dev"),
     "multiatis_multi": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],

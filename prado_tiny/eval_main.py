@@ -30,7 +30,7 @@ def main(argv):
     if not os.path.exists(FLAGS.model):
         raise app.UsageError(f"{FLAGS.model}: not found")
     from prado_tiny.data.example import DataError, ReadReport
-    from prado_tiny.data.registry import read_dataset
+    from prado_tiny.data.registry import DatasetError, read_dataset
     from prado_tiny.evaluation import predictions, score, write_predictions
     from prado_tiny.metrics import format_table
 
@@ -38,7 +38,7 @@ def main(argv):
     try:
         examples = list(read_dataset(FLAGS.dataset, FLAGS.data_dir, FLAGS.split, FLAGS.languages or None,
                                      skip_bad_rows=FLAGS.skip_bad_rows, report=report))
-    except DataError as e:
+    except (DataError, DatasetError) as e:
         raise app.UsageError(str(e)) from None
     if not examples:
         raise app.UsageError(f"no examples in {FLAGS.dataset} split {FLAGS.split!r}")

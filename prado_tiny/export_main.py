@@ -32,7 +32,7 @@ def main(argv):
     import numpy as np
 
     from prado_tiny.data.example import DataError
-    from prado_tiny.data.registry import read_dataset
+    from prado_tiny.data.registry import DatasetError, read_dataset
     from prado_tiny.export.tflite import export
     from prado_tiny.models import model_dir as md
 
@@ -54,7 +54,7 @@ def main(argv):
             dev = list(read_dataset(data["dataset"], data_dir, FLAGS.dev_split, langs, skip_bad_rows=True))
             if FLAGS.parity_examples:
                 dev = dev[:FLAGS.parity_examples]
-    except (DataError, OSError) as e:
+    except (DataError, DatasetError, OSError) as e:
         raise app.UsageError(f"cannot read the calibration data ({data['dataset']}, "
                              f"--data_dir={data_dir}): {e}") from None
     try:

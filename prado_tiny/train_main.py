@@ -57,6 +57,8 @@ flags.DEFINE_integer("qat_epochs", 5, "Quantization-aware training: -1 whole run
 flags.DEFINE_integer("seed", 0, "Random seed; the same seed repeats a run.")
 flags.DEFINE_float("checkpoint_secs", 120.0, "Seconds between checkpoints within an epoch (0: epoch ends only).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_integer("bucket_window", 50, "Batch examples of similar length within windows of N "
+                     "batches, so batches pad less (0: plain shuffled batches).")
 flags.DEFINE_integer("max_steps_per_epoch", 0, "Cut epochs to N steps (smoke runs; 0 = whole epochs).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy: default (one device), mirrored (all local GPUs, or the "
@@ -228,7 +230,8 @@ def main(argv):
                          min_lr_ratio=FLAGS.min_lr_ratio, slot_loss_weight=FLAGS.slot_loss_weight,
                          patience=FLAGS.patience, qat_epochs=FLAGS.qat_epochs, seed=FLAGS.seed,
                          checkpoint_secs=FLAGS.checkpoint_secs, progress=FLAGS.progress,
-                         max_steps_per_epoch=FLAGS.max_steps_per_epoch)
+                         max_steps_per_epoch=FLAGS.max_steps_per_epoch,
+                         bucket_window=FLAGS.bucket_window)
     trainer = Trainer(model_dir, lambda: md.build_model(spec, quantize=False), train_set, dev_set,
                       config, evaluate_fn=dev_evaluator(vocab, spec["intent_mode"]) if dev_set else None,
                       intent_mode=spec["intent_mode"], strategy=strategy)

@@ -57,6 +57,8 @@ class TrainConfig:
       checkpoint_secs: seconds between checkpoints within an epoch (0: epoch ends only).
       progress: show a progress bar.
       max_steps_per_epoch: cut epochs short (tests and smoke runs; 0: whole epochs).
+      bucket_window: batch examples of similar length within windows of this many batches
+        (`epoch_batches`; 0: plain shuffled batches).
     """
 
     epochs: int = 50
@@ -71,6 +73,7 @@ class TrainConfig:
     checkpoint_secs: float = 120.0
     progress: bool = True
     max_steps_per_epoch: int = 0
+    bucket_window: int = 50
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
@@ -96,6 +99,32 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The example order of one epoch: a function of (seed, epoch) only, so a resumed run
     replays it."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def epoch_batches(seed: int, epoch: int, lengths: np.ndarray, batch_size: int,
+                  bucket_window: int = 0) -> list:
+    """The batches (example indices) of one epoch, a function of (seed, epoch) only.
+
+    With `bucket_window` > 0, the shuffled examples are cut into windows of `bucket_window`
+    batches, sorted by length within each window, batched, and the batches shuffled: batches of
+    similar lengths pad less (a batch is padded to its longest example), while every window is
+    still a random sample of the data.
+    """
+    order = epoch_order(seed, epoch, len(lengths))
+    if bucket_window <= 0:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    span = batch_size * bucket_window
+    for lo in range(0, len(order), span):
+        window = order[lo:lo + span]
+        window = window[np.argsort(lengths[window], kind="stable")]
+        batches += [window[i:i + batch_size] for i in range(0, len(window), batch_size)]
+    # Full batches first in a shuffled order; the short ends of windows last (dropped when the
+    # strategy needs full batches).
+    full = [b for b in batches if len(b) == batch_size]
+    rest = [b for b in batches if len(b) < batch_size]
+    rng = np.random.default_rng([seed, epoch, 1])
+    return [full[i] for i in rng.permutation(len(full))] + rest
 
 
 class Trainer:
@@ -170,12 +199,12 @@ class Trainer:
         return ({k: spec(v) for k, v in f.items()}, {k: spec(v) for k, v in y.items()})
 
     def _dataset(self, epoch: int, start_step: int) -> tf.data.Dataset:
-        order = epoch_order(self.config.seed, epoch, len(self.train))
-        bs, steps = self.config.batch_size, self.steps_per_epoch
+        batches = epoch_batches(self.config.seed, epoch, self.train.lengths, self.config.batch_size,
+                                self.config.bucket_window)
 
         def generate():
-            for s in range(start_step, steps):
-                yield self.train.batch(order[s * bs:(s + 1) * bs])
+            for s in range(start_step, self.steps_per_epoch):
+                yield self.train.batch(batches[s])
 
         ds = tf.data.Dataset.from_generator(generate, output_signature=self._signature())
         return ds.prefetch(2)
@@ -243,11 +272,15 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest:
             self.ckpt.restore(latest)
-            logger.info("resuming from %s: epoch %d, step %d of %d", latest, int(st["epoch"]),
-                        int(st["step"]), self.steps_per_epoch)
-            print(f"prado-train: resuming from {latest} (epoch {int(st['epoch']) + 1}, "
-                  f"step {int(st['step'])} of {self.steps_per_epoch})", flush=True)
-        history = self._history()
+            if int(st["epoch"]) >= int(st["end_epoch"]):
+                print(f"prado-train: training in {self.model_dir} already finished "
+                      f"({int(st['epoch'])} epochs); nothing to do", flush=True)
+            else:
+                logger.info("resuming from %s: epoch %d, step %d of %d", latest, int(st["epoch"]),
+                            int(st["step"]), self.steps_per_epoch)
+                print(f"prado-train: resuming from {latest} (epoch {int(st['epoch']) + 1}, "
+                      f"step {int(st['step'])} of {self.steps_per_epoch})", flush=True)
+        self._history_so_far = history = self._history()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
         quantizing = None
         while int(st["epoch"]) < int(st["end_epoch"]):
@@ -264,8 +297,7 @@ class Trainer:
                 if qat:
                     print(f"prado-train: quantization-aware training from epoch {epoch + 1}", flush=True)
             record = self._run_epoch(epoch, writer, qat)
-            history = [h for h in history if h["epoch"] != epoch + 1] + [record]
-            self._write_history(history)
+            history = self._history_so_far
             if record.get("stop"):
                 break
         writer.flush()
@@ -341,6 +373,10 @@ class Trainer:
             else:
                 record["stop"] = True
                 print(f"prado-train: early stop, no better dev score for {c.patience} epochs", flush=True)
+        # History first, then the checkpoint: a kill between the two re-runs the epoch (its
+        # history entry is replaced), where the other order would lose the entry.
+        self._history_so_far = [h for h in self._history_so_far if h["epoch"] != epoch + 1] + [record]
+        self._write_history(self._history_so_far)
         st["epoch"].assign(epoch + 1)
         st["step"].assign(0)
         if record.get("stop"):
