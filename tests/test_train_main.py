@@ -90,7 +90,8 @@ def test_rerun_of_a_finished_run_does_not_train(trained):
     t0 = time.time()
     r = train(d, "--epochs=2")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    assert "resuming from" in r.stdout
+    assert "already finished (2 epochs); nothing to do" in r.stdout, r.stdout
+    assert "resuming from" not in r.stdout
     assert "epoch 1:" not in r.stdout and "epoch 2:" not in r.stdout, r.stdout
     assert history(d) == before
     assert optimizer_steps(d) == 10
