@@ -241,19 +241,18 @@ class Predictor:
         if not encoded.tokens:  # cannot happen for non-blank text; kept as a guard
             raise ValueError(EMPTY_MESSAGE)
         x = encoded.subwords if self.input_form == "subwords" else encoded.codepoints
-        with self._lock:
-            it = self._interpreter
-            it.set_tensor(self._input_index, np.ascontiguousarray(x[np.newaxis]))
-            it.invoke()
-            intent_logits = _dequantize(it.get_tensor(self._intent_out["index"]), self._intent_out)
-            slot_logits = _dequantize(it.get_tensor(self._slots_out["index"]), self._slots_out)
-        return self._decode(text, encoded, intent_logits[0], slot_logits[0])
+        intent_logits, slot_logits = self._run(x)
+        return self._decode(text, encoded, intent_logits, slot_logits)
 
     def logits_for_tokens(self, tokens: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Dequantized `(intent logits [num_intents], slot logits [max_tokens, num_slot_tags])`
         for already tokenized text (evaluation on a dataset's own tokens)."""
         x = (self.encoder.encode_subwords(list(tokens)) if self.input_form == "subwords"
              else self.encoder.encode_tokens(list(tokens)))
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """One invoke on one encoded input; dequantized (intent logits, slot logits)."""
         with self._lock:
             it = self._interpreter
             it.set_tensor(self._input_index, np.ascontiguousarray(x[np.newaxis]))

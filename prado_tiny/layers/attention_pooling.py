@@ -13,12 +13,12 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from prado_tiny.layers.fake_quant import FakeQuant
+from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
 from prado_tiny.layers.quant_dense import QuantDense
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class AttentionPooling(keras.layers.Layer):
+class AttentionPooling(QuantizeSwitch, keras.layers.Layer):
     """`[batch, tokens, hidden]` + mask `[batch, tokens, 1]` -> `[batch, hidden]`.
 
     Args:
@@ -43,15 +43,8 @@ class AttentionPooling(keras.layers.Layer):
         self.masked_quant = FakeQuant(quantize, name="masked_score_quant")
         self.pooled_quant = FakeQuant(quantize, name="pooled_quant")
 
-    @property
-    def quantize(self) -> bool:
-        return self._quantize
-
-    @quantize.setter
-    def quantize(self, value: bool) -> None:
-        self._quantize = bool(value)
-        for layer in (self.score, self.masked_quant, self.pooled_quant):
-            layer.quantize = self._quantize
+    def _quantized_layers(self):
+        return [self.score, self.masked_quant, self.pooled_quant]
 
     def call(self, x, mask, training=None):
         s = self.score(x, training=training)  # [B, T, 1]

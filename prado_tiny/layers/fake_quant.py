@@ -82,6 +82,27 @@ class FakeQuant(keras.layers.Layer):
         return config
 
 
+class QuantizeSwitch:
+    """Mixin for layers that hold quantized sub-layers: a `quantize` property that also switches
+    the sub-layers `_quantized_layers()` returns (after `build`, when they exist)."""
+
+    _quantize = False
+
+    def _quantized_layers(self):
+        return []
+
+    @property
+    def quantize(self) -> bool:
+        return self._quantize
+
+    @quantize.setter
+    def quantize(self, value: bool) -> None:
+        self._quantize = bool(value)
+        for layer in self._quantized_layers():
+            if layer is not None:
+                layer.quantize = self._quantize
+
+
 def quantize_weight(w):
     """Symmetric per-tensor 8-bit fake quantization of a weight (narrow range, zero point 0, as
     TFLite's int8 kernels require); straight-through gradient."""

@@ -21,12 +21,12 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from prado_tiny.layers.fake_quant import FakeQuant, quantize_weight
+from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch, quantize_weight
 from prado_tiny.layers.quant_dense import QuantDense
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class MixerBlock(keras.layers.Layer):
+class MixerBlock(QuantizeSwitch, keras.layers.Layer):
     """One MLP-Mixer block over `[batch, tokens, hidden]` with a token mask.
 
     Args:
@@ -60,18 +60,9 @@ class MixerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self._quantize = bool(quantize)
 
-    @property
-    def quantize(self) -> bool:
-        return self._quantize
-
-    @quantize.setter
-    def quantize(self, value: bool) -> None:
-        self._quantize = bool(value)
-        if self.built:
-            for layer in self._quantized_layers():
-                layer.quantize = self._quantize
-
     def _quantized_layers(self):
+        if not self.built:
+            return []
         return [self.token_hidden_quant, self.token_act_quant,
                 self.token_out_quant, self.channel_in, self.channel_out, self.norm1_quant,
                 self.norm2_quant, self.res1_quant, self.res2_quant]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from prado_tiny.layers.fake_quant import FakeQuant, quantize_weight
+from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch, quantize_weight
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class QuantDense(keras.layers.Layer):
+class QuantDense(QuantizeSwitch, keras.layers.Layer):
     """Dense over the last axis with optional 8-bit fake quantization of weights and outputs.
 
     Args:
@@ -45,16 +45,8 @@ class QuantDense(keras.layers.Layer):
         self.activation_quant = (FakeQuant(quantize, name="activation_quant")
                                  if activation is not None else None)
 
-    @property
-    def quantize(self) -> bool:
-        return self._quantize
-
-    @quantize.setter
-    def quantize(self, value: bool) -> None:
-        self._quantize = bool(value)
-        for fq in (self.output_quant, self.activation_quant):
-            if fq is not None:
-                fq.quantize = self._quantize
+    def _quantized_layers(self):
+        return [self.output_quant, self.activation_quant]
 
     def build(self, input_shape):
         d = int(input_shape[-1])

@@ -28,7 +28,7 @@ import tf_keras as keras
 
 from prado_tiny.layers.attention_pooling import AttentionPooling
 from prado_tiny.layers.bloom_bottleneck import BloomBottleneck
-from prado_tiny.layers.fake_quant import FakeQuant
+from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
 from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.mixer_block import MixerBlock
 from prado_tiny.layers.quant_dense import QuantDense
@@ -89,7 +89,7 @@ class PNLPMixerConfig:
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class PNLPMixer(keras.Model):
+class PNLPMixer(QuantizeSwitch, keras.Model):
     """The pNLP-Mixer joint intent and slot model.
 
     Args:
@@ -124,13 +124,9 @@ class PNLPMixer(keras.Model):
         self.slot_head = QuantDense(c.num_slot_tags, quantize=q, name="slot_head")
         self._projection = None
 
-    @property
-    def quantize(self) -> bool:
-        return self._quantize
-
-    @quantize.setter
-    def quantize(self, value: bool) -> None:
-        self._quantize = bool(value)
+    def _quantized_layers(self):
+        return [self.bottleneck, *self.blocks, self.masked_quant, self.pool, self.intent_head,
+                self.slot_head]
 
     @property
     def projection(self):
