@@ -30,18 +30,18 @@ RUNS = {
     "mtop_base": (["configs/pnlp_mixer_base.flags", "configs/mtop.flags"],
                   ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "mtop_xsmall": (["configs/pnlp_mixer_xsmall.flags", "configs/mtop.flags"],
-                    ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
+                    ["--epochs=12", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "multiatis_joint": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],
-                        ["--epochs=30", "--qat_epochs=3", "--patience=5", "--learning_rate=2e-3",
+                        ["--epochs=15", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3",
                          "--warmup_steps=300"], "multiatis", "dev"),
     "multiatis_multi": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],
-                        ["--epochs=30", "--qat_epochs=3", "--patience=5", "--learning_rate=2e-3",
+                        ["--epochs=15", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3",
                          "--warmup_steps=300", "--intent_mode=multi_label"],
                         "multiatis", "dev"),
     "atis": (["configs/pnlp_mixer_base.flags", "configs/atis.flags"],
-             ["--epochs=40", "--qat_epochs=3", "--patience=6", "--learning_rate=1e-3"], "atis", "dev"),
+             ["--epochs=30", "--qat_epochs=2", "--patience=5", "--learning_rate=1e-3"], "atis", "dev"),
     "snips": (["configs/pnlp_mixer_base.flags", "configs/snips.flags"],
-              ["--epochs=40", "--qat_epochs=3", "--patience=6", "--learning_rate=1e-3"], "snips", "dev"),
+              ["--epochs=30", "--qat_epochs=2", "--patience=5", "--learning_rate=1e-3"], "snips", "dev"),
 }
 
 
