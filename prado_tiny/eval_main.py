@@ -44,19 +44,13 @@ def main(argv):
         raise app.UsageError(f"no examples in {FLAGS.dataset} split {FLAGS.split!r}")
     t0 = time.time()
     if os.path.isdir(FLAGS.model):
-        from prado_tiny.data.token_features import featurize
         from prado_tiny.evaluation import keras_logits
-        from prado_tiny.layers.minhash_projection import MinHashFeaturizer
         from prado_tiny.models import model_dir as md
         try:
             model, spec, vocab, encoder = md.load(FLAGS.model)
         except md.ModelDirError as e:
             raise app.UsageError(str(e)) from None
-        c = spec["config"]
-        featurizer = MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"], c["window"], c["seed"])
-        fs = featurize(examples, encoder, featurizer.buckets, vocab, c["max_seq_len"],
-                       spec["intent_mode"], subwords=spec["input"] == "subwords")
-        li, ls = keras_logits(model, fs)
+        li, ls = keras_logits(model, md.featurize(examples, spec, encoder, vocab))
         intent_mode, kind = spec["intent_mode"], "model folder"
     else:
         from prado_tiny.export.metadata import MetadataError

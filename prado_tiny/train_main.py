@@ -155,11 +155,10 @@ def main(argv):
     import numpy as np
 
     from prado_tiny.data.text_encoder import TextEncoder
-    from prado_tiny.data.token_features import atomic_intents, featurize
+    from prado_tiny.data.token_features import atomic_intents
     from prado_tiny.data.vocab import LabelVocab
     from prado_tiny.data.wordpiece import learn_vocabulary
     from prado_tiny.evaluation import dev_evaluator
-    from prado_tiny.layers.minhash_projection import MinHashFeaturizer
     from prado_tiny.models import model_dir as md
     from prado_tiny.trainer import Trainer, TrainConfig
 
@@ -210,14 +209,10 @@ def main(argv):
         md.write_spec(model_dir, spec)
     spec = md.read_spec(model_dir)
 
-    c = spec["config"]
-    featurizer = MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"], c["window"], c["seed"])
-    subwords = spec["input"] == "subwords"
+    host = md.featurizer(spec)
     t0 = time.time()
-    train_set = featurize(train, encoder, featurizer.buckets, vocab, c["max_seq_len"],
-                          spec["intent_mode"], subwords=subwords)
-    dev_set = (featurize(dev, encoder, featurizer.buckets, vocab, c["max_seq_len"],
-                         spec["intent_mode"], subwords=subwords) if dev else None)
+    train_set = md.featurize(train, spec, encoder, vocab, host)
+    dev_set = md.featurize(dev, spec, encoder, vocab, host) if dev else None
     print(f"prado-train: features of {len(train_set.values) + (len(dev_set.values) if dev_set else 0)} "
           f"tokens computed in {time.time() - t0:.1f} s", flush=True)
     unaligned = int((train_set.slot_weight == 0).sum())

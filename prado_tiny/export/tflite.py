@@ -119,10 +119,8 @@ def parity(path: str, model, feature_set, vocab, intent_mode: str) -> ParityRepo
 def export(model_dir: str, output: str, calibration: Sequence[Example],
            dev: Optional[Sequence[Example]] = None) -> Dict[str, Any]:
     """Exports `model_dir` to `output`; returns the report (size, ops, parity)."""
-    from prado_tiny.data.token_features import featurize
     from prado_tiny.export.inspect import check_builtin_int8
     from prado_tiny.export.metadata import embed_metadata
-    from prado_tiny.layers.minhash_projection import MinHashFeaturizer
     from prado_tiny.models import model_dir as md
     from prado_tiny.models.pnlp_mixer import export_model
 
@@ -149,10 +147,7 @@ def export(model_dir: str, output: str, calibration: Sequence[Example],
               "input_shape": [1, *shape], "calibration_examples": len(samples),
               "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
     if dev:
-        featurizer = MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"],
-                                       c["window"], c["seed"])
-        dev_set = featurize(dev, encoder, featurizer.buckets, vocab, c["max_seq_len"],
-                            spec["intent_mode"], subwords=spec["input"] == "subwords")
+        dev_set = md.featurize(dev, spec, encoder, vocab)
         result["parity"] = parity(output, model, dev_set, vocab, spec["intent_mode"]).as_dict()
     result["seconds"] = round(time.time() - t0, 1)
     return result

@@ -109,6 +109,23 @@ def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], La
     return model, spec, vocab, encoder
 
 
+def featurizer(spec: Dict[str, Any]):
+    """The host MinHash featurizer of the model `spec` describes (its projection settings)."""
+    from prado_tiny.layers.minhash_projection import MinHashFeaturizer
+    c = spec["config"]
+    return MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"], c["window"], c["seed"])
+
+
+def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: LabelVocab, host=None):
+    """Examples -> the TokenFeatureSet the model reads (cached Bloom buckets per token).
+
+    `host`: a featurizer from `featurizer(spec)` to reuse (its piece cache carries over)."""
+    from prado_tiny.data.token_features import featurize as featurize_tokens
+    host = host or featurizer(spec)
+    return featurize_tokens(examples, encoder, host.buckets, vocab, spec["config"]["max_seq_len"],
+                            spec["intent_mode"], subwords=spec["input"] == "subwords")
+
+
 def dummy_input(model, spec: Dict[str, Any]):
     """Runs the model once on a one-token bucket batch so that every variable exists."""
     import numpy as np
