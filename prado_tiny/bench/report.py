@@ -1,0 +1,215 @@
+"""The benchmark record every target fills in, and its outputs: JSON, a Markdown table, a PNG plot.
+
+One `BenchRecord` per model and target. The local and ssh targets time each invoke themselves
+(`runner.py`) and fill the percentiles; Android's `benchmark_model` prints mean, deviation and,
+in recent builds, p5/median/p95, so its p90/p99 stay None.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run; the message says what is wrong and how to fix it."""
+
+
+@dataclasses.dataclass
+class BenchRecord:
+    """One model on one target.
+
+    Attributes:
+      name: a short label (the model's folder name for `.../NAME/model.tflite`, else the file stem).
+      model: the .tflite path on the host.
+      target: `local`, `adb`, `ssh` or `qemu-arm64`.
+      device: what ran it (`describe_machine()`, the phone's model, the board's uname).
+      size_bytes, params, macs: from the flatbuffer (`model_stats`).
+      num_threads, cpus: interpreter threads and the CPUs the process was pinned to.
+      inputs: where the inputs came from (`demo dev: 100 utterances`, `random`).
+      runs, warmup: timed and untimed invokes.
+      init_us: interpreter construction and tensor allocation. first_us: the first invoke.
+      mean_us, std_us, min_us, p50_us, p90_us, p99_us: of the timed invokes, microseconds.
+      peak_memory_bytes: peak RSS growth from loading and running the model (process-wide
+        peak on adb: benchmark_model's footprint delta).
+      reference: this record is the mBERT-shaped reference.
+      size_ratio, latency_ratio: the reference's size / this size, reference p50 (mean on adb) /
+        this one: how many times smaller and faster than the reference.
+      accuracy: metrics from a prado-eval `--metrics_out` file (`exact_match`, `intent_acc`, ...).
+      extra: target-specific raw figures.
+    """
+
+    name: str
+    model: str
+    target: str
+    device: str = ""
+    size_bytes: int = 0
+    params: Optional[int] = None
+    macs: Optional[int] = None
+    num_threads: int = 1
+    cpus: Optional[List[int]] = None
+    inputs: str = ""
+    runs: int = 0
+    warmup: int = 0
+    init_us: Optional[float] = None
+    first_us: Optional[float] = None
+    mean_us: Optional[float] = None
+    std_us: Optional[float] = None
+    min_us: Optional[float] = None
+    p50_us: Optional[float] = None
+    p90_us: Optional[float] = None
+    p99_us: Optional[float] = None
+    peak_memory_bytes: Optional[int] = None
+    reference: bool = False
+    size_ratio: Optional[float] = None
+    latency_ratio: Optional[float] = None
+    accuracy: Optional[Dict[str, Any]] = None
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def latency_us(self) -> Optional[float]:
+        """The figure latency ratios use: p50 where the target measured it, else the mean."""
+        return self.p50_us if self.p50_us is not None else self.mean_us
+
+
+def model_name(path: str) -> str:
+    """`runs/mtop_base/model.tflite` -> `mtop_base`; `x/tiny.tflite` -> `tiny`."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return parent if stem == "model" and parent else stem
+
+
+def fill_timings(record: BenchRecord, samples_us: Sequence[float]) -> None:
+    """Sets runs, mean, std, min and p50/p90/p99 from per-invoke times (microseconds).
+
+    Raises:
+      BenchError: no samples (the benchmark ran no timed invoke: raise --runs).
+    """
+    us = np.asarray(samples_us, dtype=np.float64)
+    if us.size == 0:
+        raise BenchError(f"{record.model}: no timed runs on {record.target}: set --runs to 1 or more")
+    record.runs = int(us.size)
+    record.mean_us = float(us.mean())
+    record.std_us = float(us.std())
+    record.min_us = float(us.min())
+    record.p50_us, record.p90_us, record.p99_us = (float(v) for v in np.percentile(us, [50, 90, 99]))
+
+
+def apply_reference(records: List[BenchRecord]) -> None:
+    """Sets size_ratio and latency_ratio of every record against the reference of its target."""
+    refs = {r.target: r for r in records if r.reference}
+    for r in records:
+        ref = refs.get(r.target)
+        if ref is None:
+            continue
+        if r.size_bytes:
+            r.size_ratio = ref.size_bytes / r.size_bytes
+        if r.latency_us and ref.latency_us:
+            r.latency_ratio = ref.latency_us / r.latency_us
+
+
+def read_metrics(path: str) -> Dict[str, Any]:
+    """Headline accuracy from a `prado-eval --metrics_out` file.
+
+    Returns `{"model": ..., "dataset": ..., "split": ..., "exact_match", "intent_acc", "slot_f1"}`
+    (percent, averaged over languages; None where prado-eval had no figure).
+
+    Raises:
+      BenchError: the file is missing or not a prado-eval metrics file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read the metrics file ({e.strerror}); pass files written "
+                         f"by prado-eval --metrics_out") from None
+    except json.JSONDecodeError as e:
+        raise BenchError(f"{path}: not JSON ({e}); pass files written by prado-eval --metrics_out") from None
+    avg = (doc.get("result") or {}).get("average") if isinstance(doc, dict) else None
+    if not isinstance(avg, dict):
+        raise BenchError(f"{path}: no result.average in it; pass files written by "
+                         f"prado-eval --metrics_out")
+
+    def pct(key):
+        v = avg.get(key)
+        return None if v is None else 100.0 * float(v)
+
+    return {"model": doc.get("model"), "dataset": doc.get("dataset"), "split": doc.get("split"),
+            "exact_match": pct("exact_match"), "intent_acc": pct("intent_accuracy"),
+            "slot_f1": pct("slot_f1")}
+
+
+def attach_metrics(records: List[BenchRecord], metrics: Dict[str, Dict[str, Any]]) -> None:
+    """Gives each record the metrics whose `model` is its file (by real path), else by name."""
+    by_path = {os.path.realpath(m["model"]): m for m in metrics.values() if m.get("model")}
+    by_name = {model_name(m["model"]): m for m in metrics.values() if m.get("model")}
+    for r in records:
+        m = by_path.get(os.path.realpath(r.model)) or by_name.get(r.name)
+        if m is not None:
+            r.accuracy = m
+
+
+def write_json(records: List[BenchRecord], path: str, meta: Optional[dict] = None) -> None:
+    """`{"meta": {...}, "records": [...]}` with one record per model and target."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"meta": meta or {}, "records": [r.as_dict() for r in records]}, f, indent=1)
+
+
+def _num(v, fmt="{:,.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def markdown_table(records: List[BenchRecord]) -> str:
+    """One row per record: size, params, MACs, latency percentiles, memory, ratios, accuracy."""
+    head = ("| model | target | bytes | params | MACs | init us | first us | p50 us | p90 us | "
+            "p99 us | mean us | peak mem KB | smaller than ref | faster than ref | exact match |")
+    lines = [head, "|" + "---|" * 2 + "---:|" * 13]
+    for r in records:
+        em = (r.accuracy or {}).get("exact_match")
+        lines.append("| " + " | ".join([
+            r.name + (" (reference)" if r.reference else ""), r.target, _num(r.size_bytes),
+            _num(r.params), _num(r.macs), _num(r.init_us), _num(r.first_us), _num(r.p50_us),
+            _num(r.p90_us), _num(r.p99_us), _num(r.mean_us),
+            _num(None if r.peak_memory_bytes is None else r.peak_memory_bytes / 1024),
+            _num(r.size_ratio, "{:,.1f}x"), _num(r.latency_ratio, "{:,.1f}x"),
+            _num(em, "{:.1f}")]) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: List[BenchRecord], path: str) -> bool:
+    """Accuracy against size and against latency, one point per model (PNG).
+
+    Models without accuracy are drawn on the x axis at 0 so the reference still shows where it
+    sits. Returns False (and writes nothing) when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "size_bytes", "model size (bytes)"),
+                           (axes[1], "latency_us", "latency p50 (us)")):
+        for r in records:
+            x = getattr(r, key)
+            if not x:
+                continue
+            y = (r.accuracy or {}).get("exact_match") or 0.0
+            ax.scatter([x], [y], marker="s" if r.reference else "o")
+            ax.annotate(f"{r.name} ({r.target})", (x, y), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("exact match (%)")
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
