@@ -98,22 +98,23 @@ def pct(x):
 
 
 def table(results):
-    lines = ["| run | int8 bytes | languages | intent acc | slot F1 | exact match | TFLite - Keras EM |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| run | int8 bytes | languages | intent acc | slot F1 | slot tag acc | exact match | TFLite - Keras EM |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in results:
         avg = r["average"]
         drop = r["parity"]["exact_match_drop"] if r.get("parity") else None
         lines.append(f"| {r['run']} | {r['bytes']:,} | {len(r['languages'])} | {pct(avg['intent_accuracy'])} | "
-                     f"{pct(avg['slot_f1'])} | {pct(avg['exact_match'])} | "
+                     f"{pct(avg['slot_f1'])} | {pct(avg.get('slot_tag_accuracy'))} | "
+                     f"{pct(avg['exact_match'])} | "
                      f"{'-' if drop is None else f'{-drop:+.2f}'} |")
     for r in results:
         langs = sorted(r["languages"])
         lines += ["", f"{r['run']} ({r['dataset']} {r['split']}), per language:", "",
                   "| | " + " | ".join(langs) + " | average |", "|---" * (len(langs) + 2) + "|"]
         for key, label in (("exact_match", "exact match"), ("intent_accuracy", "intent acc"),
-                           ("slot_f1", "slot F1")):
-            lines.append(f"| {label} | " + " | ".join(pct(r["languages"][k][key]) for k in langs)
-                         + f" | {pct(r['average'][key])} |")
+                           ("slot_f1", "slot F1"), ("slot_tag_accuracy", "slot tag acc")):
+            lines.append(f"| {label} | " + " | ".join(pct(r["languages"][k].get(key)) for k in langs)
+                         + f" | {pct(r['average'].get(key))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -63,12 +63,17 @@ def keras_logits(model, feature_set, batch_size: int = 512) -> Tuple[List[np.nda
     """Runs `model` over a TokenFeatureSet: per example intent logits and slot logits [len, S]."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    n = len(feature_set)
+    first, _ = feature_set.batch([0])
+    # One trace for every batch length: a trace per length cost more than the dev pass itself.
+    signature = [{k: tf.TensorSpec((None, None) + v.shape[2:], tf.as_dtype(v.dtype))
+                  for k, v in first.items()}]
+
+    @tf.function(input_signature=signature)
     def run(features):
         return model(features, training=False)
 
     intents, slots = [], []
-    n = len(feature_set)
     for lo in range(0, n, batch_size):
         idx = np.arange(lo, min(lo + batch_size, n))
         features, _ = feature_set.batch(idx)
@@ -107,7 +112,8 @@ def headline(result: Dict[str, Any]) -> Dict[str, Any]:
     """The early-stopping score and the main averages of a `result()`."""
     avg = result["average"]
     return {"score": avg["exact_match"] or 0.0, "exact_match": avg["exact_match"],
-            "intent_accuracy": avg["intent_accuracy"], "slot_f1": avg["slot_f1"]}
+            "intent_accuracy": avg["intent_accuracy"], "slot_f1": avg["slot_f1"],
+            "slot_tag_accuracy": avg["slot_tag_accuracy"]}
 
 
 def dev_evaluator(vocab: LabelVocab, intent_mode: str = "joint"):

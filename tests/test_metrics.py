@@ -229,7 +229,7 @@ def test_no_gold_parses_gives_no_tree_score():
     assert r["overall"]["tree_exact_match"] is None
     assert r["overall"]["slot_f1"] is None  # no chunks anywhere: undefined, not 0 or 1
     row = format_table(r).splitlines()[1].split()
-    assert row == ["en", "1", "100.00", "-", "-", "-", "100.00", "-"]
+    assert row == ["en", "1", "100.00", "-", "-", "-", "-", "100.00", "-"]
 
 
 # -- aggregation ------------------------------------------------------------------------------
@@ -280,6 +280,22 @@ def test_average_skips_languages_where_a_score_is_undefined():
     assert r["average"]["intent_accuracy"] == 1.0
 
 
+def test_slot_tag_accuracy_counts_only_non_o_gold_tokens():
+    m = NLUMetrics()
+    # Gold non-O tokens: B-x, I-x (2). Predicted: B-x right, I-x given as B-x (wrong tag, even
+    # though chunk F1 also counts it wrong); the O token predicted as B-y is not scored here.
+    m.update(ex("a", ["B-x", "I-x", "O"], "en"), "a", ["B-x", "B-x", "B-y"])
+    # A prediction one tag short: the gold B-z it misses is wrong.
+    m.update(ex("a", ["O", "B-z"], "en", i=1), "a", ["O"])
+    m.update(ex("a", ["O"], "de"), "a", ["B-x"])  # no non-O gold tag: undefined, not 0 or 1
+    r = m.result()
+    en, de = r["languages"]["en"], r["languages"]["de"]
+    assert (en["tags_correct"], en["tags_scored"]) == (1, 3)
+    assert en["slot_tag_accuracy"] == pytest.approx(1 / 3)
+    assert de["slot_tag_accuracy"] is None
+    assert r["average"]["slot_tag_accuracy"] == pytest.approx(1 / 3)  # de left out of the mean
+
+
 def test_format_table():
     m = NLUMetrics()
     m.update(ex("a", ["B-x", "O"], "en"), "a", ["B-x", "O"])
@@ -287,14 +303,15 @@ def test_format_table():
     m.update(ex("b", ["B-x", "O"], "de"), "a", ["B-x", "O"])
     lines = format_table(m.result()).splitlines()
     assert lines[0].split() == ["language", "examples", "intent", "slot", "P", "slot", "R", "slot",
-                                "F1", "exact", "tree", "EM"]
+                                "F1", "tag", "acc", "exact", "tree", "EM"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    # de: intents 1/2; chunks tp 1 fp 1 fn 1 -> P = R = F1 = 50; exact 0/2.
-    assert rows["de"] == ["2", "50.00", "50.00", "50.00", "50.00", "0.00", "-"]
-    assert rows["en"] == ["1", "100.00", "100.00", "100.00", "100.00", "100.00", "-"]
-    # overall: intents 2/3; tp 2 fp 1 fn 1 -> 66.67 each; exact 1/3.
-    assert rows["overall"] == ["3", "66.67", "66.67", "66.67", "66.67", "33.33", "-"]
-    assert rows["average"] == ["-", "75.00", "75.00", "75.00", "75.00", "50.00", "-"]
+    # de: intents 1/2; chunks tp 1 fp 1 fn 1 -> P = R = F1 = 50; non-O gold tags 2 of 3 right;
+    # exact 0/2.
+    assert rows["de"] == ["2", "50.00", "50.00", "50.00", "50.00", "66.67", "0.00", "-"]
+    assert rows["en"] == ["1", "100.00", "100.00", "100.00", "100.00", "100.00", "100.00", "-"]
+    # overall: intents 2/3; tp 2 fp 1 fn 1 -> 66.67 each; tags 3/4; exact 1/3.
+    assert rows["overall"] == ["3", "66.67", "66.67", "66.67", "66.67", "75.00", "33.33", "-"]
+    assert rows["average"] == ["-", "75.00", "75.00", "75.00", "75.00", "83.33", "50.00", "-"]
     assert len(lines) == 5  # no notes when nothing was malformed
 
 
@@ -366,7 +383,8 @@ def test_property_any_predictions_aggregate_consistently(rows):
         g = ex("a", gold, lang, parse="[IN:a x ]")
         m.update(g, p_intent, p_slots, p_parse)
     r = m.result()
-    counts = ("examples", "intents_correct", "slot_tp", "slot_fp", "slot_fn", "exact_matches",
+    counts = ("examples", "intents_correct", "slot_tp", "slot_fp", "slot_fn", "tags_correct",
+              "tags_scored", "exact_matches",
               "parses", "tree_correct", "length_mismatch")
     for key in counts:  # overall is the sum over languages
         assert r["overall"][key] == sum(s[key] for s in r["languages"].values())
