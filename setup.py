@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",
     "absl-py>=1.2,<2",
     "numpy>=1.26",
+    # prado-bench's plot of accuracy against size and latency (PNG, Agg backend, no display).
+    "matplotlib==3.11.2",
 ]
 
 setuptools.setup(
