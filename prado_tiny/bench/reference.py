@@ -55,36 +55,39 @@ class ReferenceConfig:
 
 def build_encoder(config: ReferenceConfig):
     """The Keras (tf_keras) model: int32 ids `[1, seq_len]` -> (intent logits, slot logits)."""
+    import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
     if config.hidden % config.heads:
         raise ValueError(f"hidden={config.hidden} is not divisible by heads={config.heads}: "
                          f"choose sizes where it is")
-    keras.utils.set_random_seed(config.seed)
-    init = keras.initializers.TruncatedNormal(stddev=0.02)  # BERT's initialiser
     ids = keras.Input(shape=(config.seq_len,), batch_size=1, dtype=tf.int32, name="input_ids")
-    x = keras.layers.Embedding(config.vocab_size, config.hidden, embeddings_initializer=init,
-                               name="word_embeddings")(ids)
-    positions = keras.layers.Embedding(config.seq_len, config.hidden, embeddings_initializer=init,
-                                       name="position_embeddings")(tf.range(config.seq_len)[None])
+    x = keras.layers.Embedding(config.vocab_size, config.hidden, name="word_embeddings")(ids)
+    positions = keras.layers.Embedding(config.seq_len, config.hidden, name="position_embeddings")(
+        tf.range(config.seq_len)[None])
     x = keras.layers.Add()([x, positions])
     x = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_ln")(x)
     for i in range(config.num_layers):
         att = keras.layers.MultiHeadAttention(config.heads, config.hidden // config.heads,
-                                              kernel_initializer=init, name=f"layer{i}_attention")(x, x)
+                                              name=f"layer{i}_attention")(x, x)
         x = keras.layers.LayerNormalization(epsilon=1e-12, name=f"layer{i}_att_ln")(
             keras.layers.Add()([x, att]))
-        h = keras.layers.Dense(config.intermediate, activation="gelu", kernel_initializer=init,
-                               name=f"layer{i}_intermediate")(x)
-        h = keras.layers.Dense(config.hidden, kernel_initializer=init, name=f"layer{i}_output")(h)
+        h = keras.layers.Dense(config.intermediate, activation="gelu", name=f"layer{i}_intermediate")(x)
+        h = keras.layers.Dense(config.hidden, name=f"layer{i}_output")(h)
         x = keras.layers.LayerNormalization(epsilon=1e-12, name=f"layer{i}_out_ln")(
             keras.layers.Add()([x, h]))
-    pooled = keras.layers.Dense(config.hidden, activation="tanh", kernel_initializer=init,
-                                name="pooler")(x[:, 0])
+    pooled = keras.layers.Dense(config.hidden, activation="tanh", name="pooler")(x[:, 0])
     intent = keras.layers.Dense(config.num_intents, name="intent")(pooled)
     slots = keras.layers.Dense(config.num_slot_tags, name="slots")(x)
-    return keras.Model(ids, [intent, slots], name="mbert_shaped")
+    model = keras.Model(ids, [intent, slots], name="mbert_shaped")
+    # Every matrix drawn afresh with BERT's N(0, 0.02): Keras initialisers cloned with one seed
+    # (MultiHeadAttention's query/key/value) give identical matrices, which the converter stores
+    # once, and the file would come out smaller than mBERT's.
+    rng = np.random.default_rng(config.seed)
+    model.set_weights([np.clip(rng.normal(0.0, 0.02, w.shape), -0.04, 0.04).astype(w.dtype)
+                       if w.ndim >= 2 else w for w in model.get_weights()])
+    return model
 
 
 def convert_reference(config: ReferenceConfig, output: str, calibration: int = 8) -> None:

@@ -11,8 +11,9 @@ reports belongs to one model only.
 --inputs: an .npz whose array `input_<i>` holds a stack of values for model input i (one row per
 invoke, cycled); without it, random valid values (integers in [0, 256), the range of byte and
 codepoint inputs and far below any vocabulary size; uniform floats) are drawn with --seed.
---cpus: pin this process to these CPUs (comma-separated) before the interpreter exists, so its
-threads are pinned too. --outputs_out: every output of one invoke per input row (the arm64 check
+--cpus: pin this process to these CPUs (comma-separated), or `last` to the last --num_threads CPUs
+it may use (CPU 0 takes most interrupts), before the interpreter exists, so its threads are
+pinned too. --outputs_out: every output of one invoke per input row (the arm64 check
 compares them across machines).
 
 Printed JSON (one line): `init_us` (interpreter construction and allocate_tensors), `first_us`
@@ -66,6 +67,26 @@ def _reset_peak():
         return False
 
 
+def _describe():
+    """`node arch CPU model; N cores` (the board's model on a Raspberry Pi)."""
+    what = platform.processor() or "?"
+    for path, key in (("/proc/device-tree/model", None), ("/proc/cpuinfo", "model name"),
+                      ("/proc/cpuinfo", "Model")):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if key is None:
+            what = text.strip("\0\n ")
+            break
+        line = next((ln for ln in text.splitlines() if ln.startswith(key)), None)
+        if line:
+            what = line.split(":", 1)[1].strip()
+            break
+    return f"{platform.node()} {platform.machine()} {what}; {os.cpu_count()} cores"
+
+
 def _random_inputs(details, rows, seed):
     rng = np.random.default_rng(seed)
     out = []
@@ -93,7 +114,10 @@ def main(argv=None):
     ap.add_argument("--outputs_out")
     args = ap.parse_args(argv)
 
-    cpus = sorted({int(c) for c in args.cpus.split(",") if c.strip()})
+    if args.cpus == "last" and hasattr(os, "sched_getaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[-max(args.num_threads, 1):]
+    else:
+        cpus = sorted({int(c) for c in args.cpus.split(",") if c.strip() and c != "last"})
     if cpus:
         if not hasattr(os, "sched_setaffinity"):
             sys.exit("runner: --cpus needs os.sched_setaffinity (Linux); leave --cpus empty here")
@@ -155,7 +179,7 @@ def main(argv=None):
         "input_rows": rows, "num_threads": args.num_threads,
         "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "runtime": runtime, "python": platform.python_version(),
-        "machine": f"{platform.node()} {platform.machine()}"}))
+        "machine": _describe()}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""The ssh target (a Raspberry Pi or any Linux board): `runner.py` copied over and run there.
+
+The board needs Python with numpy and a LiteRT interpreter (`pip install ai-edge-litert`, or
+`tflite-runtime`); nothing of prado_tiny. The model, its encoded inputs (.npz) and the runner go
+to `--remote_dir` with scp; the runner prints one JSON line, read into the same `BenchRecord` as
+the local target's. ssh runs with BatchMode (a key, never a password prompt that would hang).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from typing import List, Optional, Sequence
+
+from prado_tiny.bench.local import RUNNER, prepare_inputs, record_from_runner
+from prado_tiny.bench.report import BenchError, BenchRecord
+
+
+class SshError(BenchError):
+    """ssh/scp or the board is not usable; the message says how to fix it."""
+
+
+class SshTarget:
+    """A board reached with ssh and scp.
+
+    Args:
+      host: `user@host` (or a Host alias of ~/.ssh/config).
+      port: sshd's port.
+      key: private key file (None: ssh's defaults and agent).
+      remote_python: the board's Python with numpy and a LiteRT interpreter.
+      remote_dir: where the model and runner go on the board.
+      options: extra `-o` options (`StrictHostKeyChecking=no`, ...).
+      timeout: seconds any one ssh/scp command may take.
+    """
+
+    def __init__(self, host: str, port: int = 22, key: Optional[str] = None,
+                 remote_python: str = "python3", remote_dir: str = "/tmp/prado_bench",
+                 options: Sequence[str] = (), timeout: float = 600):
+        if not host:
+            raise SshError("--host is required for --target=ssh (user@host)")
+        for tool in ("ssh", "scp"):
+            if not shutil.which(tool):
+                raise SshError(f"{tool} is not installed: install the OpenSSH client "
+                               f"(Debian/Ubuntu: apt-get install openssh-client)")
+        if key and not os.path.isfile(key):
+            raise SshError(f"--ssh_key={key}: no such file; pass the private key that the board "
+                           f"accepts (its public half in the board's ~/.ssh/authorized_keys)")
+        self.host, self.port, self.key = host, int(port), key
+        self.remote_python, self.remote_dir, self.timeout = remote_python, remote_dir, timeout
+        self.common = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
+        for opt in options:
+            self.common += ["-o", opt]
+        if key:
+            self.common += ["-i", key, "-o", "IdentitiesOnly=yes"]
+
+    def _call(self, cmd: List[str], what: str) -> subprocess.CompletedProcess:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise SshError(f"{what}: no answer from {self.host} after {self.timeout:.0f} s") from None
+        if r.returncode == 255:  # ssh's own failure: connection or authentication
+            raise SshError(f"{what}: cannot reach {self.host}:{self.port} ({r.stderr.strip()[-800:]}); "
+                           f"check --host, --ssh_port and --ssh_key: `ssh -p {self.port} "
+                           f"{self.host} true` must work without a password")
+        return r
+
+    def ssh(self, command: str, what: str) -> subprocess.CompletedProcess:
+        return self._call(["ssh", "-p", str(self.port)] + self.common + [self.host, command], what)
+
+    def copy(self, files: Sequence[str]) -> None:
+        r = self.ssh(f"mkdir -p {shlex.quote(self.remote_dir)}", "creating the remote folder")
+        if r.returncode != 0:
+            raise SshError(f"cannot create {self.remote_dir} on {self.host}: {r.stderr.strip()}; "
+                           f"choose a writable --remote_dir")
+        r = self._call(["scp", "-q", "-P", str(self.port)] + self.common + list(files)
+                       + [f"{self.host}:{self.remote_dir}/"], "copying with scp")
+        if r.returncode != 0:
+            raise SshError(f"scp to {self.host}:{self.remote_dir} failed: {r.stderr.strip()[-800:]}")
+
+    def remote(self, path: str) -> str:
+        return f"{self.remote_dir}/{os.path.basename(path)}"
+
+    def bench(self, path: str, token_lists=None, *, source: str = "", num_threads: int = 1,
+              cpus: Optional[Sequence[int]] = None, warmup: int = 20, runs: int = 200) -> BenchRecord:
+        """Copies model, inputs and runner to the board, runs it, returns the record.
+
+        Args:
+          path: the .tflite on the host.
+          token_lists: utterances to encode with the model's metadata (None: random inputs).
+          source: what the utterances are, for the record.
+          num_threads: interpreter threads.
+          cpus: CPUs to pin to on the board (None: its last `num_threads` CPUs).
+          warmup, runs: untimed and timed invokes.
+
+        Raises:
+          SshError: see the class; BenchError if the model is missing.
+        """
+        if not os.path.isfile(path):
+            raise BenchError(f"{path}: model file not found; pass existing .tflite files to --models")
+        with tempfile.TemporaryDirectory(prefix="prado_bench_ssh_") as tmp:
+            npz, inputs = prepare_inputs(path, token_lists, tmp, source)
+            self.copy([path, RUNNER] + ([npz] if npz else []))
+        cmd = [self.remote_python, self.remote(RUNNER), "--model", self.remote(path),
+               "--num_threads", str(num_threads), "--warmup", str(warmup), "--runs", str(runs),
+               "--cpus", ",".join(map(str, cpus)) if cpus else "last"]
+        if npz:
+            cmd += ["--inputs", self.remote(npz)]
+        r = self.ssh(" ".join(shlex.quote(c) for c in cmd), "running the benchmark")
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if r.returncode != 0 or not lines:
+            hint = ""
+            if r.returncode == 127 or "No such file" in r.stderr:
+                hint = (f"; is --remote_python={self.remote_python} right? It needs numpy and "
+                        f"ai-edge-litert (or tflite-runtime) on the board")
+            raise SshError(f"the runner failed on {self.host} (exit {r.returncode}): "
+                           f"{(r.stderr or r.stdout).strip()[-1500:]}{hint}")
+        result = json.loads(lines[-1])
+        return record_from_runner(path, "ssh", f"{self.host}: {result.get('machine', '?')}",
+                                  result, inputs, warmup)
