@@ -185,8 +185,9 @@ def markdown_table(records: List[BenchRecord]) -> str:
 def plot(records: List[BenchRecord], path: str) -> bool:
     """Accuracy against size and against latency, one point per model (PNG).
 
-    Models without accuracy are drawn on the x axis at 0 so the reference still shows where it
-    sits. Returns False (and writes nothing) when matplotlib is not installed.
+    Models without accuracy (the reference: random weights) are drawn as a dashed vertical line
+    at their size or latency. Returns False (and writes nothing) when matplotlib is not
+    installed.
     """
     try:
         import matplotlib
@@ -201,8 +202,13 @@ def plot(records: List[BenchRecord], path: str) -> bool:
             x = getattr(r, key)
             if not x:
                 continue
-            y = (r.accuracy or {}).get("exact_match") or 0.0
-            ax.scatter([x], [y], marker="s" if r.reference else "o")
+            y = (r.accuracy or {}).get("exact_match")
+            if y is None:
+                ax.axvline(x, linestyle="--", color="gray")
+                ax.annotate(f"{r.name} ({r.target}, no accuracy)", (x, 0.5), rotation=90,
+                            xycoords=("data", "axes fraction"), fontsize=7, ha="right", va="center")
+                continue
+            ax.scatter([x], [y])
             ax.annotate(f"{r.name} ({r.target})", (x, y), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
