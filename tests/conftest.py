@@ -40,7 +40,10 @@ def tiny_export(tmp_path_factory):
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     tflite = os.path.join(model_dir, "m.tflite")
     r = subprocess.run([sys.executable, "-m", "prado_tiny.export_main", f"--model_dir={model_dir}",
-                        f"--output={tflite}", "--calibration_examples=64", "--parity_examples=100"],
+                        f"--output={tflite}", "--calibration_examples=64", "--parity_examples=100",
+                        # 100 examples of a barely trained model: one flipped example moves the
+                        # average by 1-2 points, so the default 1-point gate would be noise here.
+                        "--max_exact_match_drop=10"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     return model_dir, tflite, r.stdout

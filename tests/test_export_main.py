@@ -92,6 +92,36 @@ def test_predict_long_text_is_truncated(predictor):
     assert r.intent and r.intent != "<unk>"
 
 
+def test_parity_gate_fails_loudly_and_keeps_the_file(tiny_export, tmp_path):
+    model_dir, _, _ = tiny_export
+    out = tmp_path / "gated.tflite"
+    # No model gains 100 exact-match points by quantization: the gate must trip.
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.export_main", f"--model_dir={model_dir}",
+                        f"--output={out}", "--calibration_examples=64", "--parity_examples=50",
+                        "--max_exact_match_drop=-100"],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr[-2000:]
+    assert "FAILED parity" in r.stderr and "--max_exact_match_drop=-100" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert out.exists()  # kept for inspection, with its report
+    with open(str(out) + ".json", encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["parity_ok"] is False and report["max_exact_match_drop"] == -100
+
+
+def test_exported_model_is_lean(tiny_export):
+    """Per-tensor weight scales (as QAT trained them) and no internal tensor names."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=tiny_export[1])
+    io = {d["index"] for d in it.get_input_details() + it.get_output_details()}
+    details = it.get_tensor_details()
+    assert all(d["name"] == "" for d in details if d["index"] not in io)
+    weights = [d for d in details if d["dtype"].__name__ == "int8" and len(d["shape"]) == 2
+               and d["quantization_parameters"]["scales"].size > 0 and d["index"] not in io]
+    assert weights, "no int8 weight matrices found"
+    assert all(d["quantization_parameters"]["scales"].size == 1 for d in weights)
+
+
 def test_export_of_missing_model_dir_fails(tmp_path):
     out = tmp_path / "m.tflite"
     r = subprocess.run([sys.executable, "-m", "prado_tiny.export_main",

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import numpy as np
 import pytest
@@ -95,12 +96,43 @@ def test_roundtrip_with_non_ascii_text_and_identical_outputs(models, tmp_path):
     path = tmp_path / "with_metadata.tflite"
     path.write_bytes(out)
     assert M.read_metadata(path) == DOC and M.read_metadata(str(path)) == DOC
-    # Stored as UTF-8 JSON with sorted keys, not \\u escapes.
-    assert json.dumps(DOC, ensure_ascii=False, sort_keys=True).encode("utf-8") in out
+    # Stored as zlib-compressed UTF-8 JSON with sorted keys, not \\u escapes.
+    text = json.dumps(DOC, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    assert zlib.compress(text, 9) in out and text not in out
     # The converter's own entries are kept, ours is added.
     assert M.metadata_names(out) == M.metadata_names(data) + [M.METADATA_NAME]
     for x in _inputs(np.int8):
         assert np.array_equal(_run(data, x), _run(out, x))
+
+
+def test_plain_json_is_written_on_request_and_read_either_way(models):
+    data = (models / "int8.tflite").read_bytes()
+    plain = M.embed_metadata(data, DOC, compress=False)
+    assert json.dumps(DOC, ensure_ascii=False, sort_keys=True).encode("utf-8") in plain
+    assert M.read_metadata(plain) == DOC
+    # A large, repetitive document (a WordPiece vocabulary) shrinks to a fraction.
+    vocab = {"pieces": [f"##piece{i}" for i in range(3000)]}
+    small, big = M.embed_metadata(data, vocab), M.embed_metadata(data, vocab, compress=False)
+    assert M.read_metadata(small) == M.read_metadata(big) == vocab
+    assert len(big) - len(small) > 0.6 * len(json.dumps(vocab))
+
+
+def test_internal_tensor_names_can_be_dropped(models):
+    from ai_edge_litert.interpreter import Interpreter
+    data = (models / "int8.tflite").read_bytes()
+    named = M.embed_metadata(data, DOC)
+    bare = M.embed_metadata(data, DOC, keep_tensor_names=False)
+    assert len(bare) < len(named)
+    a, b = Interpreter(model_content=named), Interpreter(model_content=bare)
+    # Inputs and outputs keep their names (apps find them by name); the rest are blank.
+    for get in ("get_input_details", "get_output_details"):
+        assert [d["name"] for d in getattr(a, get)()] == [d["name"] for d in getattr(b, get)()]
+    io = {d["index"] for d in b.get_input_details() + b.get_output_details()}
+    assert all(d["name"] == "" for d in b.get_tensor_details() if d["index"] not in io)
+    assert any(d["name"] for d in a.get_tensor_details() if d["index"] not in io)
+    assert M.read_metadata(bare) == DOC
+    for x in _inputs(np.int8, 4):
+        assert np.array_equal(_run(data, x), _run(bare, x))
 
 
 def test_reembedding_replaces_the_entry(models):
@@ -156,13 +188,21 @@ def test_errors_name_the_file(models, tmp_path):
 def test_invalid_json_and_bad_documents(models, tmp_path):
     data = (models / "int8.tflite").read_bytes()
     # Corrupt our JSON in place (same length) to get metadata that is not JSON.
-    good = M.embed_metadata(data, {"k": "vvvv"})
+    good = M.embed_metadata(data, {"k": "vvvv"}, compress=False)
     payload = json.dumps({"k": "vvvv"}, ensure_ascii=False, sort_keys=True).encode()
     assert good.count(payload) == 1
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(good.replace(payload, b"{" * len(payload)))
     with pytest.raises(M.MetadataError, match="bad.tflite.*not valid UTF-8 JSON"):
         M.read_metadata(bad)
+    # Neither JSON nor a zlib stream.
+    squashed = zlib.compress(payload, 9)
+    compressed = M.embed_metadata(data, {"k": "vvvv"})
+    assert compressed.count(squashed) == 1
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(compressed.replace(squashed, b"x" * len(squashed)))
+    with pytest.raises(M.MetadataError, match="broken.tflite.*neither JSON nor zlib"):
+        M.read_metadata(broken)
     with pytest.raises(TypeError):
         M.embed_metadata(data, ["not", "a", "dict"])
     with pytest.raises(ValueError):
