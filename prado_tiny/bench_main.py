@@ -74,7 +74,10 @@ def _reference_config():
             raise app.UsageError(f"--reference_config: {item!r} is not key=integer with key one of "
                                  f"{sorted(fields)}")
         overrides[key] = int(value)
-    return ReferenceConfig(**overrides)
+    try:
+        return ReferenceConfig(**overrides)
+    except ValueError as e:
+        raise app.UsageError(f"--reference_config: {e}") from None
 
 
 def _benchmarker():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+# The tiny reference of test_bench_reference.py, in the same per-session cache: converted once.
 TINY_REF = "num_layers=1,hidden=32,heads=4,intermediate=64,vocab_size=400,seq_len=16"
 
 
@@ -14,7 +15,7 @@ def bench(*args, timeout=300):
                           capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
-def test_local_run_against_the_reference(tiny_export, tmp_path):
+def test_local_run_against_the_reference(tiny_export, tmp_path, tmp_path_factory):
     model = tiny_export[1]
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({
@@ -23,7 +24,7 @@ def test_local_run_against_the_reference(tiny_export, tmp_path):
                    "average": {"intent_accuracy": 0.5, "slot_f1": 0.4, "exact_match": 0.25}}}))
     out = {k: str(tmp_path / f"r.{k}") for k in ("json", "md", "png")}
     r = bench(f"--models={model}", "--reference=mbert", f"--reference_config={TINY_REF}",
-              f"--reference_cache_dir={tmp_path / 'cache'}", "--runs=30", "--warmup=2",
+              f"--reference_cache_dir={tmp_path_factory.getbasetemp() / 'prado_bench_reference_cache'}", "--runs=30", "--warmup=2",
               "--reference_runs=5", "--repeat=3", "--examples=20", f"--metrics={metrics}",
               f"--output_json={out['json']}", f"--output_md={out['md']}", f"--output_png={out['png']}")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
@@ -51,6 +52,8 @@ def test_flag_errors_say_what_to_fix(tmp_path, tiny_export):
     assert r.returncode != 0 and "--models: not found" in r.stderr
     r = bench(f"--models={tiny_export[1]}", "--reference=mbert", "--reference_config=layers=2")
     assert r.returncode != 0 and "'layers=2' is not key=integer" in r.stderr
+    r = bench(f"--models={tiny_export[1]}", "--reference=mbert", "--reference_config=hidden=30")
+    assert r.returncode != 0 and "hidden=30 is not divisible by heads=12" in r.stderr
     r = bench(f"--models={tiny_export[1]}", "--target=adb")
     assert r.returncode != 0 and "--target=adb needs --benchmark_binary" in r.stderr
     r = bench(f"--models={tiny_export[1]}", "--target=ssh")

@@ -46,6 +46,15 @@ class ReferenceConfig:
     num_slot_tags: int = 151
     seed: int = 0
 
+    def __post_init__(self):
+        # Checked here, not in the converter's subprocess: a bad shape fails at once.
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} is not divisible by heads={self.heads}: "
+                             f"choose sizes where it is")
+        small = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) < 1 and f.name != "seed"]
+        if small:
+            raise ValueError(f"reference sizes must be at least 1: {', '.join(small)}")
+
     @property
     def file_name(self) -> str:
         return (f"mbert_shaped_L{self.num_layers}_H{self.hidden}_A{self.heads}_I{self.intermediate}"
@@ -59,9 +68,6 @@ def build_encoder(config: ReferenceConfig):
     import tensorflow as tf
     import tf_keras as keras
 
-    if config.hidden % config.heads:
-        raise ValueError(f"hidden={config.hidden} is not divisible by heads={config.heads}: "
-                         f"choose sizes where it is")
     ids = keras.Input(shape=(config.seq_len,), batch_size=1, dtype=tf.int32, name="input_ids")
     x = keras.layers.Embedding(config.vocab_size, config.hidden, name="word_embeddings")(ids)
     positions = keras.layers.Embedding(config.seq_len, config.hidden, name="position_embeddings")(
