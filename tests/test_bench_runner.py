@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from prado_tiny.bench.local import RUNNER, encode_utterances
 
