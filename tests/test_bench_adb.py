@@ -241,3 +241,23 @@ def test_failing_benchmark_run_is_reported(fake, tiny_tflite):
     paths = fake(bench_exit=1)
     with pytest.raises(AdbError, match="failed \\(exit 1\\)"):
         AdbTarget().bench(tiny_tflite, paths["binary"])
+
+
+def test_prado_bench_cli_on_the_fake_phone(fake, tiny_tflite, tmp_path):
+    import subprocess
+    paths = fake()
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.bench_main", f"--models={tiny_tflite}",
+                        "--target=adb", f"--benchmark_binary={paths['binary']}", "--runs=200",
+                        f"--output_json={out}"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    (rec,) = json.loads(out.read_text())["records"]
+    assert rec["target"] == "adb" and rec["mean_us"] == 390.1 and rec["cpus"] == [7]
+    assert "| adb |" in r.stdout
+    # An unauthorized phone stops the run with the fix in the message.
+    fake(devices=("R5CT1234\tunauthorized usb:1-1",))
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.bench_main", f"--models={tiny_tflite}",
+                        "--target=adb", f"--benchmark_binary={paths['binary']}"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "unauthorized: unlock it" in r.stderr

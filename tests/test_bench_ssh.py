@@ -111,3 +111,20 @@ def test_missing_remote_python(sshd, tiny_export, tmp_path):
 def test_missing_key_file(tmp_path):
     with pytest.raises(SshError, match="--ssh_key=.*no such file"):
         SshTarget("u@h", key=str(tmp_path / "nokey"))
+
+
+def test_prado_bench_cli_over_ssh(sshd, tiny_export, tmp_path):
+    port, key, user = sshd
+    out = tmp_path / "r.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.bench_main", f"--models={tiny_export[1]}",
+                        "--target=ssh", f"--host={user}@127.0.0.1", f"--ssh_port={port}",
+                        f"--ssh_key={key}", f"--remote_python={sys.executable}",
+                        f"--remote_dir={tmp_path / 'board'}", "--runs=10", "--warmup=1",
+                        "--examples=5", f"--output_json={out}"]
+                       + [f"--ssh_option={o}" for o in NO_HOST_CHECK],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    (rec,) = __import__("json").loads(out.read_text())["records"]
+    assert rec["target"] == "ssh" and rec["runs"] == 10 and rec["inputs"] == "demo dev: 5 utterances"
+    assert "| ssh |" in r.stdout
