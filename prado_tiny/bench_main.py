@@ -94,8 +94,9 @@ def _benchmarker():
             raise AdbError("--target=adb needs --benchmark_binary: TFLite's benchmark_model built "
                            "for the device (e.g. android_arm64)")
         t = AdbTarget(FLAGS.serial, FLAGS.adb, timeout=FLAGS.timeout)
-        return lambda p, toks, src, runs, warmup: t.bench(p, FLAGS.benchmark_binary, runs=runs,
-                                                          warmup=warmup, **common)
+        return lambda p, toks, src, runs, warmup: t.bench(p, FLAGS.benchmark_binary, toks,
+                                                          source=src, runs=runs, warmup=warmup,
+                                                          **common)
     from prado_tiny.bench.ssh import SshError, SshTarget
     if not FLAGS.host:
         raise SshError("--target=ssh needs --host=user@host")

@@ -261,3 +261,23 @@ def test_prado_bench_cli_on_the_fake_phone(fake, tiny_tflite, tmp_path):
                         "--target=adb", f"--benchmark_binary={paths['binary']}"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "unauthorized: unlock it" in r.stderr
+
+
+def test_bench_feeds_a_real_utterance_as_value_file(fake, tiny_tflite):
+    import numpy as np
+
+    from prado_tiny.bench.local import encode_utterances
+    from prado_tiny.export.inspect import inspect_model
+    paths = fake()
+    tokens = [["wake", "me", "up", "at", "7"], ["unused"]]
+    rec = AdbTarget().bench(tiny_tflite, paths["binary"], tokens, source="demo dev", runs=200)
+    assert rec.inputs == "demo dev: 1 utterance (benchmark_model repeats one input)"
+    pushed = paths["phone"] / (os.path.basename(tiny_tflite) + ".input0.bin")
+    want = encode_utterances(tiny_tflite, tokens[:1])[0]
+    np.testing.assert_array_equal(np.fromfile(pushed, "<i4").reshape(want.shape), want)
+    calls = [json.loads(line) for line in paths["log"].read_text().splitlines()]
+    (run,) = [c[3] for c in calls if c[2:3] == ["shell"] and c[3].startswith("taskset")]
+    name = inspect_model(tiny_tflite).inputs[0].name
+    assert f"--input_layer={name}" in run and "--input_layer_shape=1,16," in run
+    # benchmark_model's syntax: a ':' inside the tensor name is doubled.
+    assert f"--input_layer_value_files={name.replace(':', '::')}:/data/local/tmp/prado_bench/" in run

@@ -217,16 +217,43 @@ class AdbTarget:
                            f"(bazel --config=android_arm64 for arm64-v8a)")
         return abi
 
+    def _push_utterance(self, path: str, token_lists) -> str:
+        """Pushes the first utterance as input 0's raw value file -> benchmark_model's flags
+        (empty when there is no utterance or no prado_tiny metadata)."""
+        import tempfile
+
+        from prado_tiny.bench.local import encode_utterances
+        from prado_tiny.export.inspect import inspect_model
+
+        x = encode_utterances(path, token_lists[:1]) if token_lists else None
+        inputs = inspect_model(path).inputs
+        if x is None or len(inputs) != 1:
+            return ""
+        name, shape = inputs[0].name, ",".join(map(str, inputs[0].shape))
+        remote = f"{REMOTE_DIR}/{os.path.basename(path)}.input0.bin"
+        with tempfile.TemporaryDirectory(prefix="prado_bench_adb_") as tmp:
+            local = os.path.join(tmp, "input0.bin")
+            x[0].astype("<i4").tofile(local)  # raw bytes of one [1, ...] int32 input
+            self._run(["push", local, remote])
+        # ':' inside a tensor name is written '::' in --input_layer_value_files.
+        return (f"--input_layer={shlex.quote(name)} --input_layer_shape={shape} "
+                f"--input_layer_value_files={shlex.quote(name.replace(':', '::') + ':' + remote)}")
+
     def cpus(self) -> List[int]:
         return parse_cpu_range(self.shell("cat /sys/devices/system/cpu/possible"))
 
-    def bench(self, path: str, binary: str, *, num_threads: int = 1,
-              cpus: Optional[Sequence[int]] = None, warmup: int = 20, runs: int = 200) -> BenchRecord:
+    def bench(self, path: str, binary: str, token_lists=None, *, source: str = "",
+              num_threads: int = 1, cpus: Optional[Sequence[int]] = None, warmup: int = 20,
+              runs: int = 200) -> BenchRecord:
         """Pushes the model and binary, runs benchmark_model, returns the record.
 
         Args:
           path: the .tflite on the host.
           binary: TFLite's benchmark_model for the device's ABI.
+          token_lists: utterances; the first, encoded by the model's metadata, is the input of
+            every run (benchmark_model takes one value file per input). None, or a model without
+            prado_tiny metadata: benchmark_model's random inputs.
+          source: what the utterances are, for the record.
           num_threads: interpreter threads.
           cpus: CPUs for `taskset` (None: the last `num_threads` of the device).
           warmup, runs: benchmark_model's --warmup_runs and --num_runs.
@@ -247,6 +274,11 @@ class AdbTarget:
         cmd = (f"taskset {cpu_mask(cpus)} {remote_bin} --graph={shlex.quote(remote_model)} "
                f"--num_threads={num_threads} --warmup_runs={warmup} --num_runs={runs} "
                f"--warmup_min_secs=0 --min_secs=0 --report_peak_memory_footprint=true")
+        inputs = "random (benchmark_model)"
+        value_flags = self._push_utterance(path, token_lists)
+        if value_flags:
+            cmd += " " + value_flags
+            inputs = f"{source}: 1 utterance (benchmark_model repeats one input)"
         out = self.shell(cmd)
         figures = parse_benchmark_output(out)
         model = self.shell("getprop ro.product.model").strip()
@@ -256,7 +288,7 @@ class AdbTarget:
             name=model_name(path), model=path, target="adb",
             device=f"{model or self.device.info.get('model', '?')} ({self.serial}, {abi})",
             size_bytes=stats.size_bytes, params=stats.params, macs=stats.macs,
-            num_threads=num_threads, cpus=cpus, inputs="random (benchmark_model)",
+            num_threads=num_threads, cpus=cpus, inputs=inputs,
             runs=int(figures.get("count", runs)), warmup=warmup, init_us=figures["init_us"],
             first_us=figures["first_us"], mean_us=figures["mean_us"], std_us=figures.get("std_us"),
             min_us=figures.get("min_us"), p50_us=figures.get("median_us"),
