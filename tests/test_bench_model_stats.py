@@ -72,3 +72,16 @@ def test_not_a_flatbuffer(tmp_path):
     p.write_bytes(b"not a model at all")
     with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
         model_stats(str(p))
+
+
+def test_tensors_without_names_are_still_counted_apart(tiny_export, tmp_path):
+    # prado-export may drop internal tensor names: constants are told apart by buffer, not name.
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+    m = fu.read_model(tiny_export[1])
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            t.name = b""
+    nameless = str(tmp_path / "nameless.tflite")
+    fu.write_model(m, nameless)
+    a, b = model_stats(tiny_export[1]), model_stats(nameless)
+    assert b.params == a.params and b.macs == a.macs

@@ -12,7 +12,7 @@ flatbuffer). Counted as MACs: the ops that hold nearly all of a network's arithm
 
 Element-wise ops (ADD, MUL, ...) and lookups (GATHER) are not MACs and are left out.
 
-Parameters: every element of a constant tensor that an op reads, counted once, except integer
+Parameters: every element of a constant buffer that an op reads, counted once, except integer
 constants of 32 or 64 bits that are not a bias (shapes, axes, hashing constants: structure, not
 weights). An int8 embedding table read by GATHER counts; the int32 bias of FULLY_CONNECTED counts.
 """
@@ -60,23 +60,44 @@ def _prod(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
 
 
-def _batch_matmul_adj_x(data: bytes) -> Dict[tuple, bool]:
-    """`(subgraph, op index) -> adj_x` of every BATCH_MATMUL (the only option MACs need)."""
+def _flatbuffer_facts(data: bytes):
+    """-> (`(subgraph, op) -> adj_x` of every BATCH_MATMUL, `(subgraph, op) -> [(input position,
+    buffer index, dtype, shape)]` of the constant inputs).
+
+    Buffers identify constants: exported models may drop tensor names, so names cannot.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
+    type_names = {v: k for k, v in vars(schema.TensorType).items()
+                  if not k.startswith("_") and isinstance(v, int)}
     m = schema.Model.GetRootAsModel(data, 0)
-    out = {}
+
+    def nonempty(b: int) -> bool:
+        if b <= 0 or b >= m.BuffersLength():
+            return False
+        buf = m.Buffers(b)
+        return buf.DataLength() > 0 or buf.Size() > 0
+
+    adj, consts = {}, {}
     for s in range(m.SubgraphsLength()):
         sg = m.Subgraphs(s)
         for o in range(sg.OperatorsLength()):
             op = sg.Operators(o)
-            if op.BuiltinOptionsType() != schema.BuiltinOptions.BatchMatMulOptions:
-                continue
-            table = op.BuiltinOptions()
-            opts = schema.BatchMatMulOptions()
-            opts.Init(table.Bytes, table.Pos)
-            out[(s, o)] = bool(opts.AdjX())
-    return out
+            if op.BuiltinOptionsType() == schema.BuiltinOptions.BatchMatMulOptions:
+                table = op.BuiltinOptions()
+                opts = schema.BatchMatMulOptions()
+                opts.Init(table.Bytes, table.Pos)
+                adj[(s, o)] = bool(opts.AdjX())
+            found = []
+            for pos, t in enumerate(op.InputsAsNumpy() if op.InputsLength() else []):
+                if t < 0:
+                    continue
+                ten = sg.Tensors(int(t))
+                if nonempty(ten.Buffer()):
+                    shape = tuple(int(d) for d in ten.ShapeAsNumpy()) if ten.ShapeLength() else ()
+                    found.append((pos, ten.Buffer(), type_names.get(ten.Type(), "?"), shape))
+            consts[(s, o)] = found
+    return adj, consts
 
 
 def op_macs(op, adj_x: bool = False) -> int:
@@ -125,7 +146,7 @@ def model_stats(model: Union[str, "os.PathLike[str]", bytes]) -> ModelStats:
         with open(model, "rb") as f:
             data = f.read()
     report = inspect_model(data)
-    adj = _batch_matmul_adj_x(data)
+    adj, consts = _flatbuffer_facts(data)
     macs_by_op: Dict[str, int] = {}
     seen = set()
     params = 0
@@ -133,16 +154,13 @@ def model_stats(model: Union[str, "os.PathLike[str]", bytes]) -> ModelStats:
         n = op_macs(op, adj.get((op.subgraph, op.index), False))
         if n:
             macs_by_op[op.name] = macs_by_op.get(op.name, 0) + n
-        for i, t in enumerate(op.inputs):
-            if not t.constant:
+        for pos, buffer, dtype, shape in consts.get((op.subgraph, op.index), []):
+            if buffer in seen:
+                continue  # one buffer shared by several tensors or ops: stored once
+            if dtype in _WIDE_INT and not (op.name in _BIAS_OPS and pos == 2):
                 continue
-            key = (op.subgraph, t.name, t.shape, t.dtype)
-            if key in seen:
-                continue
-            if t.dtype in _WIDE_INT and not (op.name in _BIAS_OPS and i == 2):
-                continue
-            seen.add(key)
-            params += _prod(t.shape)
+            seen.add(buffer)
+            params += _prod(shape)
     return ModelStats(size_bytes=len(data), params=int(params), macs=int(sum(macs_by_op.values())),
                       macs_by_op=macs_by_op, ops=len(report.ops),
                       input_shapes=[list(t.shape) for t in report.inputs],
