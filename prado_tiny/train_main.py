@@ -44,6 +44,8 @@ flags.DEFINE_enum("intent_mode", "joint", ["joint", "multi_label"],
 flags.DEFINE_integer("wordpiece_vocab_size", 4000,
                      "WordPiece vocabulary learned on the training tokens (0 = whole tokens).")
 flags.DEFINE_integer("max_chars", 24, "Codepoints per token or piece.")
+flags.DEFINE_bool("lowercase", True, "Lower-case tokens before hashing (--nolowercase keeps case, "
+                  "so a capitalised name hashes differently from the same word in lower case).")
 flags.DEFINE_integer("max_pieces", 6, "WordPiece pieces per token.")
 # Training.
 flags.DEFINE_integer("epochs", 50, "Maximum number of training epochs (QAT epochs included).")
@@ -186,6 +188,9 @@ def main(argv):
                                  f"--model_dir or the same flags. Differences: " + "; ".join(diff))
         vocab = LabelVocab.load(model_dir)
         encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
+        if encoder.lowercase != FLAGS.lowercase:
+            raise app.UsageError(f"{model_dir} holds a model trained with --lowercase="
+                                 f"{encoder.lowercase}; use a new --model_dir or the same flag")
     else:
         vocab = LabelVocab.from_examples(train)
         if FLAGS.intent_mode == "multi_label":
@@ -194,14 +199,16 @@ def main(argv):
                                vocab.get_config()["slot_tags"][2:])
         wordpiece = None
         if FLAGS.wordpiece_vocab_size:
-            plain = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars)
+            plain = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
+                                lowercase=FLAGS.lowercase)
             t0 = time.time()
             wordpiece = learn_vocabulary([list(e.tokens) for e in train], FLAGS.wordpiece_vocab_size,
                                          normalize=plain.normalize_token)
             print(f"prado-train: WordPiece vocabulary of {len(wordpiece)} pieces "
                   f"learned in {time.time() - t0:.1f} s", flush=True)
         encoder = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
-                              max_pieces=FLAGS.max_pieces, wordpiece=wordpiece)
+                              max_pieces=FLAGS.max_pieces, wordpiece=wordpiece,
+                              lowercase=FLAGS.lowercase)
         os.makedirs(model_dir, exist_ok=True)
         vocab.save(model_dir)
         encoder.save(os.path.join(model_dir, "text_encoder"))

@@ -108,6 +108,14 @@ def test_changed_model_flag_fails_naming_the_difference(trained):
     assert "num_intents" not in r.stderr.splitlines()[-1]  # derived keys are not differences
 
 
+def test_changed_lowercase_flag_fails_clearly(trained):
+    d, _ = trained
+    r = train(d, "--epochs=2", "--nolowercase")
+    assert r.returncode != 0
+    assert "--lowercase=True" in r.stderr and "same flag" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
 def test_resume_after_kill_9(tmp_path):
     flags = ["--max_steps_per_epoch=40", "--batch_size=8", "--epochs=3", "--dev_split="]
     killed, ref = str(tmp_path / "killed"), str(tmp_path / "ref")
