@@ -30,8 +30,11 @@ flags.DEFINE_list("models", [], "Comma-separated .tflite files to benchmark.")
 flags.DEFINE_enum("target", "local", ["local", "adb", "ssh"], "Where to run the benchmark.")
 flags.DEFINE_integer("num_threads", 1, "Interpreter threads.")
 flags.DEFINE_list("cpus", [], "CPUs to pin to (default: the last --num_threads CPUs of the target).")
-flags.DEFINE_integer("warmup", 20, "Untimed invokes before timing.")
-flags.DEFINE_integer("runs", 200, "Timed invokes per model.")
+flags.DEFINE_integer("warmup", 100, "Untimed invokes before timing.")
+flags.DEFINE_integer("runs", 1000, "Timed invokes per model (50 or more for the quiet p50).")
+flags.DEFINE_float("min_seconds", 10.0, "Keep timing each model past --runs until this many "
+                   "seconds have passed: a shared machine slows whole seconds at a time, and the "
+                   "quiet p50 needs quiet stretches (0: exactly --runs).")
 flags.DEFINE_integer("repeat", 1, "Benchmark each model this many times (fresh process each); the "
                      "record keeps the repeat with the median p50 and reports the p50 spread.")
 flags.DEFINE_integer("examples", 100, "Utterances of --dataset/--split used as inputs.")
@@ -40,7 +43,7 @@ flags.DEFINE_list("reference_config", [], "Overrides of the reference's shape, k
                   "(num_layers, hidden, heads, intermediate, vocab_size, seq_len, ...).")
 flags.DEFINE_string("reference_cache_dir", None, "Where the converted reference is cached "
                     "(default $PRADO_CACHE_DIR/reference or ~/.cache/prado_tiny/reference).")
-flags.DEFINE_integer("reference_runs", 20, "Timed invokes of the reference (it is ~1000x slower).")
+flags.DEFINE_integer("reference_runs", 50, "Timed invokes of the reference (it is ~50x slower).")
 flags.DEFINE_list("metrics", [], "prado-eval --metrics_out files: accuracy for the table and plot.")
 flags.DEFINE_string("output_json", None, "Write one JSON record per model and target.")
 flags.DEFINE_string("output_md", None, "Write the Markdown table.")
@@ -83,7 +86,7 @@ def _reference_config():
 def _benchmarker():
     """-> function(path, token_lists, source, runs, warmup) -> BenchRecord for --target."""
     cpus = [int(c) for c in FLAGS.cpus] if FLAGS.cpus else None
-    common = dict(num_threads=FLAGS.num_threads, cpus=cpus)
+    common = dict(num_threads=FLAGS.num_threads, cpus=cpus, min_seconds=FLAGS.min_seconds)
     if FLAGS.target == "local":
         from prado_tiny.bench.local import bench_local
         return lambda p, toks, src, runs, warmup: bench_local(
@@ -117,6 +120,10 @@ def _repeated(bench, path, tokens, source, runs, warmup):
     med = statistics.median(p50s)
     rec.extra["p50_repeats_us"] = p50s
     rec.extra["p50_spread_pct"] = 100.0 * (max(p50s) - min(p50s)) / med
+    quiet = [r.quiet_p50_us for r in recs]
+    if all(q is not None for q in quiet):
+        rec.extra["quiet_p50_repeats_us"] = quiet
+        rec.extra["quiet_p50_spread_pct"] = 100.0 * (max(quiet) - min(quiet)) / statistics.median(quiet)
     return rec
 
 
@@ -132,8 +139,9 @@ def main(argv):
     missing = [m for m in FLAGS.models if not os.path.isfile(m)]
     if missing:
         raise app.UsageError(f"--models: not found: {', '.join(missing)}")
-    if FLAGS.runs < 1 or FLAGS.warmup < 0 or FLAGS.num_threads < 1:
-        raise app.UsageError("--runs and --num_threads must be at least 1, --warmup at least 0")
+    if FLAGS.runs < 1 or FLAGS.warmup < 0 or FLAGS.num_threads < 1 or FLAGS.min_seconds < 0:
+        raise app.UsageError("--runs and --num_threads must be at least 1, --warmup and "
+                             "--min_seconds at least 0")
     try:
         metrics = {m: report.read_metrics(m) for m in FLAGS.metrics}
         ref_config = _reference_config() if FLAGS.reference == "mbert" else None
@@ -169,7 +177,11 @@ def main(argv):
         if "p50_spread_pct" in r.extra:
             print(f"{r.name}: p50 over {len(r.extra['p50_repeats_us'])} repeats "
                   f"{', '.join(f'{v:,.0f}' for v in r.extra['p50_repeats_us'])} us, "
-                  f"spread {r.extra['p50_spread_pct']:.1f}%")
+                  f"spread {r.extra['p50_spread_pct']:.1f}%", end="")
+            if "quiet_p50_spread_pct" in r.extra:
+                print(f"; quiet p50 {', '.join(f'{v:,.0f}' for v in r.extra['quiet_p50_repeats_us'])}"
+                      f" us, spread {r.extra['quiet_p50_spread_pct']:.1f}%", end="")
+            print()
     if FLAGS.output_json:
         report.write_json(records, FLAGS.output_json, meta)
         print(f"prado-bench: {len(records)} records written to {FLAGS.output_json}")

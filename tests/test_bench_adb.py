@@ -228,7 +228,7 @@ def test_bench_pushes_runs_pinned_and_parses(fake, tiny_tflite):
     assert len(run) == 1
     # The two highest-numbered of CPUs 0-7 -> mask c0.
     assert run[0].startswith("taskset c0 /data/local/tmp/prado_bench/benchmark_model --graph=")
-    assert "--num_threads=2" in run[0] and "--num_runs=200" in run[0]
+    assert "--num_threads=2" in run[0] and "--num_runs=200" in run[0] and "--min_secs=0 " in run[0]
     assert rec.target == "adb" and rec.cpus == [6, 7] and rec.num_threads == 2
     assert rec.init_us == 3567 and rec.first_us == 1234 and rec.mean_us == 390.1
     assert rec.std_us == 20 and rec.p50_us == 388 and rec.runs == 200
@@ -248,13 +248,13 @@ def test_prado_bench_cli_on_the_fake_phone(fake, tiny_tflite, tmp_path):
     paths = fake()
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, "-m", "prado_tiny.bench_main", f"--models={tiny_tflite}",
-                        "--target=adb", f"--benchmark_binary={paths['binary']}", "--runs=200",
+                        "--target=adb", f"--benchmark_binary={paths['binary']}", "--runs=200", "--min_seconds=3",
                         f"--output_json={out}"], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     (rec,) = json.loads(out.read_text())["records"]
     assert rec["target"] == "adb" and rec["mean_us"] == 390.1 and rec["cpus"] == [7]
-    assert "| adb |" in r.stdout
+    assert "| adb |" in r.stdout and "--min_secs=3 " in paths["log"].read_text()
     # An unauthorized phone stops the run with the fix in the message.
     fake(devices=("R5CT1234\tunauthorized usb:1-1",))
     r = subprocess.run([sys.executable, "-m", "prado_tiny.bench_main", f"--models={tiny_tflite}",

@@ -24,7 +24,7 @@ def test_local_run_against_the_reference(tiny_export, tmp_path, tmp_path_factory
                    "average": {"intent_accuracy": 0.5, "slot_f1": 0.4, "exact_match": 0.25}}}))
     out = {k: str(tmp_path / f"r.{k}") for k in ("json", "md", "png")}
     r = bench(f"--models={model}", "--reference=mbert", f"--reference_config={TINY_REF}",
-              f"--reference_cache_dir={tmp_path_factory.getbasetemp() / 'prado_bench_reference_cache'}", "--runs=30", "--warmup=2",
+              f"--reference_cache_dir={tmp_path_factory.getbasetemp() / 'prado_bench_reference_cache'}", "--runs=60", "--warmup=2", "--min_seconds=0",
               "--reference_runs=5", "--repeat=3", "--examples=20", f"--metrics={metrics}",
               f"--output_json={out['json']}", f"--output_md={out['md']}", f"--output_png={out['png']}")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
@@ -33,15 +33,17 @@ def test_local_run_against_the_reference(tiny_export, tmp_path, tmp_path_factory
     mine, ref = doc["records"]
     assert ref["reference"] and ref["name"] == "mbert_shaped" and ref["inputs"] == "random"
     assert ref["runs"] == 5 and ref["model"].endswith(".tflite")
-    assert mine["inputs"] == "demo dev: 20 utterances" and mine["runs"] == 30
+    assert mine["inputs"] == "demo dev: 20 utterances" and mine["runs"] == 60
     assert mine["size_ratio"] == ref["size_bytes"] / mine["size_bytes"]
     assert mine["latency_ratio"] == ref["p50_us"] / mine["p50_us"]
     assert mine["accuracy"]["exact_match"] == 25.0
     assert len(mine["extra"]["p50_repeats_us"]) == 3 and mine["extra"]["p50_spread_pct"] >= 0
     assert mine["p50_us"] in mine["extra"]["p50_repeats_us"]  # the median repeat is kept
+    assert len(mine["extra"]["quiet_p50_repeats_us"]) == 3 and mine["quiet_p50_us"] <= mine["p50_us"]
+    assert "quiet_p50_repeats_us" not in ref["extra"] and ref["quiet_p50_us"] is None  # 5 runs: too few
     table = open(out["md"]).read()
     assert table in r.stdout and "mbert_shaped (reference)" in table
-    assert "spread" in r.stdout
+    assert "spread" in r.stdout and "quiet p50" in r.stdout
     assert open(out["png"], "rb").read(4) == b"\x89PNG"
 
 

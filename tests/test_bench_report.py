@@ -62,6 +62,15 @@ def test_read_and_attach_prado_eval_metrics(tmp_path):
         report.read_metrics(str(tmp_path / "missing.json"))
 
 
+def test_quiet_p50_reads_the_quietest_stretch():
+    # A neighbour slows the first 60 invokes to 3x: p50 moves, the quiet p50 does not.
+    r = report.BenchRecord(name="m", model="m.tflite", target="local")
+    report.fill_timings(r, [300.0] * 60 + [100.0 + (i % 3) for i in range(40)])
+    assert r.p50_us == 300.0 and r.quiet_p50_us == 101.0
+    report.fill_timings(r, [100.0] * (report.QUIET_MIN_RUNS - 1))
+    assert r.quiet_p50_us is None  # too few invokes to split into stretches
+
+
 def test_model_name():
     assert report.model_name("runs/mtop_base/model.tflite") == "mtop_base"
     assert report.model_name("x/tiny.tflite") == "tiny"

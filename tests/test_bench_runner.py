@@ -52,6 +52,14 @@ def test_random_inputs_without_an_inputs_file(tiny_export):
     assert res["cpus"] == [0] and res["input_rows"] == 16 and res["first_us"] > 0
 
 
+def test_min_seconds_keeps_timing_past_runs(tiny_export):
+    r = run("--model", tiny_export[1], "--runs", "2", "--warmup", "0", "--min_seconds", "0.5")
+    assert r.returncode == 0, r.stderr
+    samples = json.loads(r.stdout.strip().splitlines()[-1])["samples_us"]
+    # The clock covers only invokes, so their sum is a lower bound of the time spent timing.
+    assert len(samples) > 2 and sum(samples) < 0.5e6 * 2
+
+
 def test_wrong_input_shape_is_named(tiny_export, tmp_path):
     np.savez(tmp_path / "bad.npz", input_0=np.zeros((3, 5), np.int32))
     r = run("--model", tiny_export[1], "--inputs", str(tmp_path / "bad.npz"), "--runs", "1")

@@ -121,7 +121,7 @@ def test_prado_bench_cli_over_ssh(sshd, tiny_export, tmp_path):
                         "--target=ssh", f"--host={user}@127.0.0.1", f"--ssh_port={port}",
                         f"--ssh_key={key}", f"--remote_python={sys.executable}",
                         f"--remote_dir={tmp_path / 'board'}", "--runs=10", "--warmup=1",
-                        "--examples=5", f"--output_json={out}"]
+                        "--min_seconds=0", "--examples=5", f"--output_json={out}"]
                        + [f"--ssh_option={o}" for o in NO_HOST_CHECK],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]

@@ -244,7 +244,7 @@ class AdbTarget:
 
     def bench(self, path: str, binary: str, token_lists=None, *, source: str = "",
               num_threads: int = 1, cpus: Optional[Sequence[int]] = None, warmup: int = 20,
-              runs: int = 200) -> BenchRecord:
+              runs: int = 200, min_seconds: float = 0.0) -> BenchRecord:
         """Pushes the model and binary, runs benchmark_model, returns the record.
 
         Args:
@@ -257,6 +257,7 @@ class AdbTarget:
           num_threads: interpreter threads.
           cpus: CPUs for `taskset` (None: the last `num_threads` of the device).
           warmup, runs: benchmark_model's --warmup_runs and --num_runs.
+          min_seconds: benchmark_model's --min_secs (it times at least `runs` and this long).
 
         Raises:
           AdbError: see the class; BenchError if the model is missing.
@@ -273,7 +274,7 @@ class AdbTarget:
         self.shell(f"chmod 755 {remote_bin}")
         cmd = (f"taskset {cpu_mask(cpus)} {remote_bin} --graph={shlex.quote(remote_model)} "
                f"--num_threads={num_threads} --warmup_runs={warmup} --num_runs={runs} "
-               f"--warmup_min_secs=0 --min_secs=0 --report_peak_memory_footprint=true")
+               f"--warmup_min_secs=0 --min_secs={min_seconds:g} --report_peak_memory_footprint=true")
         inputs = "random (benchmark_model)"
         value_flags = self._push_utterance(path, token_lists)
         if value_flags:

@@ -124,7 +124,7 @@ def prepare_inputs(path: str, token_lists: Optional[Sequence[Sequence[str]]], wo
 
 def bench_local(path: str, token_lists: Optional[Sequence[Sequence[str]]] = None, *,
                 source: str = "", num_threads: int = 1, cpus: Optional[Sequence[int]] = None,
-                warmup: int = 20, runs: int = 200, timeout: float = 600.0,
+                warmup: int = 20, runs: int = 200, min_seconds: float = 0.0, timeout: float = 600.0,
                 python: str = sys.executable) -> BenchRecord:
     """Benchmarks one .tflite on this machine.
 
@@ -135,6 +135,7 @@ def bench_local(path: str, token_lists: Optional[Sequence[Sequence[str]]] = None
       num_threads: interpreter threads.
       cpus: CPUs to pin to (None: `default_cpus(num_threads)`; empty list: no pinning).
       warmup, runs: untimed and timed invokes.
+      min_seconds: keep timing past `runs` until this much time has passed.
       timeout: seconds before the runner is abandoned.
       python: the interpreter that runs `runner.py`.
 
@@ -149,7 +150,8 @@ def bench_local(path: str, token_lists: Optional[Sequence[Sequence[str]]] = None
     with tempfile.TemporaryDirectory(prefix="prado_bench_") as tmp:
         npz, inputs = prepare_inputs(path, token_lists, tmp, source)
         cmd = [python, RUNNER, "--model", path, "--num_threads", str(num_threads),
-               "--cpus", ",".join(map(str, cpus)), "--warmup", str(warmup), "--runs", str(runs)]
+               "--cpus", ",".join(map(str, cpus)), "--warmup", str(warmup), "--runs", str(runs),
+               "--min_seconds", str(min_seconds)]
         if npz:
             cmd += ["--inputs", npz]
         result = run_runner(cmd, f"{path} on the local LiteRT interpreter", timeout)

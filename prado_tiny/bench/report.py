@@ -33,6 +33,10 @@ class BenchRecord:
       runs, warmup: timed and untimed invokes.
       init_us: interpreter construction and tensor allocation. first_us: the first invoke.
       mean_us, std_us, min_us, p50_us, p90_us, p99_us: of the timed invokes, microseconds.
+      quiet_p50_us: the lowest median of `QUIET_BLOCKS` consecutive stretches of the timed invokes
+        (at least `QUIET_MIN_RUNS` runs): the latency while nothing else held the core. On a
+        shared VM or a phone that throttles, whole stretches of a run slow down together, so
+        p50 moves between runs while this figure stays put. None for shorter runs.
       peak_memory_bytes: peak RSS growth from loading and running the model (process-wide
         peak on adb: benchmark_model's footprint delta).
       reference: this record is the mBERT-shaped reference.
@@ -60,6 +64,7 @@ class BenchRecord:
     std_us: Optional[float] = None
     min_us: Optional[float] = None
     p50_us: Optional[float] = None
+    quiet_p50_us: Optional[float] = None
     p90_us: Optional[float] = None
     p99_us: Optional[float] = None
     peak_memory_bytes: Optional[int] = None
@@ -85,8 +90,14 @@ def model_name(path: str) -> str:
     return parent if stem == "model" and parent else stem
 
 
+QUIET_BLOCKS = 10
+QUIET_MIN_RUNS = 50
+
+
 def fill_timings(record: BenchRecord, samples_us: Sequence[float]) -> None:
-    """Sets runs, mean, std, min and p50/p90/p99 from per-invoke times (microseconds).
+    """Sets runs, mean, std, min, p50/p90/p99 and quiet_p50 from per-invoke times (microseconds).
+
+    `samples_us` must be in the order the invokes ran: quiet_p50 reads consecutive stretches.
 
     Raises:
       BenchError: no samples (the benchmark ran no timed invoke: raise --runs).
@@ -99,6 +110,8 @@ def fill_timings(record: BenchRecord, samples_us: Sequence[float]) -> None:
     record.std_us = float(us.std())
     record.min_us = float(us.min())
     record.p50_us, record.p90_us, record.p99_us = (float(v) for v in np.percentile(us, [50, 90, 99]))
+    record.quiet_p50_us = (float(min(np.median(b) for b in np.array_split(us, QUIET_BLOCKS)))
+                           if us.size >= QUIET_MIN_RUNS else None)
 
 
 def apply_reference(records: List[BenchRecord]) -> None:
@@ -167,15 +180,15 @@ def _num(v, fmt="{:,.0f}") -> str:
 
 def markdown_table(records: List[BenchRecord]) -> str:
     """One row per record: size, params, MACs, latency percentiles, memory, ratios, accuracy."""
-    head = ("| model | target | bytes | params | MACs | init us | first us | p50 us | p90 us | "
-            "p99 us | mean us | peak mem KB | smaller than ref | faster than ref | exact match |")
-    lines = [head, "|" + "---|" * 2 + "---:|" * 13]
+    head = ("| model | target | bytes | params | MACs | init us | first us | p50 us | quiet p50 us | "
+            "p90 us | p99 us | mean us | peak mem KB | smaller than ref | faster than ref | exact match |")
+    lines = [head, "|" + "---|" * 2 + "---:|" * 14]
     for r in records:
         em = (r.accuracy or {}).get("exact_match")
         lines.append("| " + " | ".join([
             r.name + (" (reference)" if r.reference else ""), r.target, _num(r.size_bytes),
             _num(r.params), _num(r.macs), _num(r.init_us), _num(r.first_us), _num(r.p50_us),
-            _num(r.p90_us), _num(r.p99_us), _num(r.mean_us),
+            _num(r.quiet_p50_us), _num(r.p90_us), _num(r.p99_us), _num(r.mean_us),
             _num(None if r.peak_memory_bytes is None else r.peak_memory_bytes / 1024),
             _num(r.size_ratio, "{:,.1f}x"), _num(r.latency_ratio, "{:,.1f}x"),
             _num(em, "{:.1f}")]) + " |")

@@ -6,14 +6,16 @@ a board that has only numpy and a LiteRT interpreter (`ai_edge_litert`, or the o
 reports belongs to one model only.
 
     python runner.py --model M.tflite [--inputs X.npz] [--num_threads 1] [--cpus 1]
-                     [--warmup 20] [--runs 200] [--seed 0] [--outputs_out Y.npz]
+                     [--warmup 20] [--runs 200] [--min_seconds 0] [--seed 0]
+                     [--outputs_out Y.npz]
 
 --inputs: an .npz whose array `input_<i>` holds a stack of values for model input i (one row per
 invoke, cycled); without it, random valid values (integers in [0, 256), the range of byte and
 codepoint inputs and far below any vocabulary size; uniform floats) are drawn with --seed.
 --cpus: pin this process to these CPUs (comma-separated), or `last` to the last --num_threads CPUs
 it may use (CPU 0 takes most interrupts), before the interpreter exists, so its threads are
-pinned too. --outputs_out: every output of one invoke per input row (the arm64 check
+pinned too. --min_seconds: keep timing past --runs until this much time has passed (a shared
+machine slows whole seconds at a time; a longer run holds quiet stretches). --outputs_out: every output of one invoke per input row (the arm64 check
 compares them across machines).
 
 Printed JSON (one line): `init_us` (interpreter construction and allocate_tensors), `first_us`
@@ -110,6 +112,7 @@ def main(argv=None):
     ap.add_argument("--cpus", default="")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--min_seconds", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--outputs_out")
     args = ap.parse_args(argv)
@@ -158,11 +161,13 @@ def main(argv=None):
         feed(k % rows)
         it.invoke()
     samples = []
-    for k in range(args.runs):
+    start, k = time.perf_counter(), 0
+    while k < args.runs or time.perf_counter() - start < args.min_seconds:
         feed(k % rows)  # outside the clock: only the model is timed
         t0 = time.perf_counter_ns()
         it.invoke()
         samples.append((time.perf_counter_ns() - t0) / 1e3)
+        k += 1
     peak = _status_bytes("VmHWM")
     if args.outputs_out:
         outs = {}

@@ -84,7 +84,8 @@ class SshTarget:
         return f"{self.remote_dir}/{os.path.basename(path)}"
 
     def bench(self, path: str, token_lists=None, *, source: str = "", num_threads: int = 1,
-              cpus: Optional[Sequence[int]] = None, warmup: int = 20, runs: int = 200) -> BenchRecord:
+              cpus: Optional[Sequence[int]] = None, warmup: int = 20, runs: int = 200,
+              min_seconds: float = 0.0) -> BenchRecord:
         """Copies model, inputs and runner to the board, runs it, returns the record.
 
         Args:
@@ -94,6 +95,7 @@ class SshTarget:
           num_threads: interpreter threads.
           cpus: CPUs to pin to on the board (None: its last `num_threads` CPUs).
           warmup, runs: untimed and timed invokes.
+          min_seconds: keep timing past `runs` until this much time has passed.
 
         Raises:
           SshError: see the class; BenchError if the model is missing.
@@ -105,7 +107,7 @@ class SshTarget:
             self.copy([path, RUNNER] + ([npz] if npz else []))
         cmd = [self.remote_python, self.remote(RUNNER), "--model", self.remote(path),
                "--num_threads", str(num_threads), "--warmup", str(warmup), "--runs", str(runs),
-               "--cpus", ",".join(map(str, cpus)) if cpus else "last"]
+               "--min_seconds", str(min_seconds), "--cpus", ",".join(map(str, cpus)) if cpus else "last"]
         if npz:
             cmd += ["--inputs", self.remote(npz)]
         r = self.ssh(" ".join(shlex.quote(c) for c in cmd), "running the benchmark")
