@@ -1,8 +1,9 @@
-"""prado-train: trains a pNLP-Mixer on a dataset, with QAT, checkpoints and automatic resume.
+"""prado-train: trains a pNLP-Mixer or a pQRNN on a dataset, with QAT, checkpoints and automatic resume.
 
 Usage:
   prado-train --flagfile=configs/pnlp_mixer_base.flags --model_dir=DIR [--dataset=NAME
       --data_dir=DIR --languages=en,de --epochs=N]
+  prado-train --flagfile=configs/pqrnn.flags --model_dir=DIR [...]
 
 Flags given after --flagfile override it. Running the same command again on the same
 --model_dir resumes from the last checkpoint (also after kill -9); a finished run says so and
@@ -26,23 +27,32 @@ flags.DEFINE_string("model_dir", None, "Where checkpoints, vocabularies and logs
 flags.DEFINE_string("dev_split", "dev", "Development split for early stopping ('' = none).")
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
 # Model.
-flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer"], "Model type.")
+flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn"],
+                  "Model type: pnlp_mixer (MinHash projection over WordPiece pieces, MLP-Mixer) or "
+                  "pqrnn (ternary projection over whole tokens, bidirectional QRNN).")
 flags.DEFINE_integer("max_seq_len", 64, "Tokens per example; longer ones are cut (counted).")
 flags.DEFINE_integer("num_hashes", 64, "MinHash fingerprint length H (1..127).")
 flags.DEFINE_integer("ngram_size", 3, "Character n-gram size of the MinHash projection.")
 flags.DEFINE_integer("bloom_size", 1024, "m: counting Bloom filter size.")
 flags.DEFINE_integer("window", 1, "w: tokens concatenated on each side.")
-flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck / mixer hidden size.")
-flags.DEFINE_integer("num_layers", 2, "Mixer blocks.")
+flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck size (the mixer's hidden size).")
+flags.DEFINE_integer("num_layers", 2, "Mixer blocks, or bidirectional QRNN layers.")
+# pQRNN.
+flags.DEFINE_integer("num_features", 512, "pqrnn: ternary projection features per token.")
+flags.DEFINE_integer("state_dim", 128, "pqrnn: QRNN state size per direction.")
+flags.DEFINE_integer("kernel_width", 3, "pqrnn: width of the QRNN gate convolution.")
+flags.DEFINE_float("zoneout", 0.5, "pqrnn: zoneout probability of the first QRNN layer; layer i "
+                   "uses zoneout^(i+1).")
 flags.DEFINE_integer("token_mlp_dim", 0, "Token-mixing MLP hidden size (0 = max_seq_len).")
 flags.DEFINE_integer("channel_mlp_dim", 0, "Channel-mixing MLP hidden size (0 = hidden_dim).")
-flags.DEFINE_float("dropout", 0.0, "Dropout in the mixer blocks and heads.")
+flags.DEFINE_float("dropout", 0.0, "Dropout in the mixer blocks (between QRNN layers) and heads.")
 flags.DEFINE_enum("intent_mode", "joint", ["joint", "multi_label"],
                   "joint: one softmax class per intent label (a#b is a class); multi_label: one "
                   "sigmoid per atomic intent.")
 # Text.
 flags.DEFINE_integer("wordpiece_vocab_size", 4000,
-                     "WordPiece vocabulary learned on the training tokens (0 = whole tokens).")
+                     "WordPiece vocabulary learned on the training tokens (0 = whole tokens). "
+                     "pqrnn always hashes whole tokens.")
 flags.DEFINE_integer("max_chars", 24, "Codepoints per token or piece.")
 flags.DEFINE_bool("lowercase", True, "Lower-case tokens before hashing (--nolowercase keeps case, "
                   "so a capitalised name hashes differently from the same word in lower case).")
@@ -125,23 +135,41 @@ def _lock(model_dir: str) -> None:
     _LOCK = f
 
 
+def uses_subwords() -> bool:
+    """pNLP-Mixer hashes WordPiece pieces (unless --wordpiece_vocab_size=0); pQRNN whole tokens."""
+    return FLAGS.model == "pnlp_mixer" and FLAGS.wordpiece_vocab_size > 0
+
+
+def model_config() -> dict:
+    """The model's config from the flags (the model type's own fields only)."""
+    if FLAGS.model == "pqrnn":
+        return {"max_seq_len": FLAGS.max_seq_len, "num_features": FLAGS.num_features,
+                "seed": FLAGS.seed, "bottleneck_dim": FLAGS.hidden_dim,
+                "state_dim": FLAGS.state_dim, "num_layers": FLAGS.num_layers,
+                "kernel_width": FLAGS.kernel_width, "zoneout": FLAGS.zoneout,
+                "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode}
+    return {
+        "max_seq_len": FLAGS.max_seq_len, "num_hashes": FLAGS.num_hashes,
+        "ngram_size": FLAGS.ngram_size, "bloom_size": FLAGS.bloom_size, "window": FLAGS.window,
+        "seed": FLAGS.seed, "hidden_dim": FLAGS.hidden_dim, "num_layers": FLAGS.num_layers,
+        "token_mlp_dim": FLAGS.token_mlp_dim or FLAGS.max_seq_len,
+        "channel_mlp_dim": FLAGS.channel_mlp_dim or FLAGS.hidden_dim,
+        "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode,
+    }
+
+
 def model_spec(vocab_size_hint=None) -> dict:
+    subwords = uses_subwords()
     return {
         "model_type": FLAGS.model,
         "intent_mode": FLAGS.intent_mode,
-        "input": "subwords" if FLAGS.wordpiece_vocab_size else "codepoints",
+        "input": "subwords" if subwords else "codepoints",
         "qat": FLAGS.qat_epochs != 0,
-        "config": {
-            "max_seq_len": FLAGS.max_seq_len, "num_hashes": FLAGS.num_hashes,
-            "ngram_size": FLAGS.ngram_size, "bloom_size": FLAGS.bloom_size, "window": FLAGS.window,
-            "seed": FLAGS.seed, "hidden_dim": FLAGS.hidden_dim, "num_layers": FLAGS.num_layers,
-            "token_mlp_dim": FLAGS.token_mlp_dim or FLAGS.max_seq_len,
-            "channel_mlp_dim": FLAGS.channel_mlp_dim or FLAGS.hidden_dim,
-            "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode,
-        },
+        "config": model_config(),
         "data_dir": os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None,
         "data": {"dataset": FLAGS.dataset, "languages": sorted(FLAGS.languages),
-                 "wordpiece_vocab_size": FLAGS.wordpiece_vocab_size, "max_chars": FLAGS.max_chars,
+                 "wordpiece_vocab_size": FLAGS.wordpiece_vocab_size if subwords else 0,
+                 "max_chars": FLAGS.max_chars,
                  "max_pieces": FLAGS.max_pieces, "max_train_examples": FLAGS.max_train_examples},
     }
 
@@ -198,7 +226,7 @@ def main(argv):
             vocab = LabelVocab(sorted({p for e in train for p in atomic_intents(e.intent)}),
                                vocab.get_config()["slot_tags"][2:])
         wordpiece = None
-        if FLAGS.wordpiece_vocab_size:
+        if uses_subwords():
             plain = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
                                 lowercase=FLAGS.lowercase)
             t0 = time.time()

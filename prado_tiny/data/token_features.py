@@ -47,6 +47,8 @@ class TokenFeatureSet:
       intents: int32 `[N]` class ids, or float32 `[N, num_intents]` multi-hot.
       slots: int32 `[total_tokens]` slot tag ids.
       slot_weight: float32 `[N]` 1, or 0 for examples with unaligned slots.
+      feature_key: the model input name of the values (`buckets` for pNLP-Mixer,
+        `projection` for pQRNN).
     """
 
     examples: List[Example]
@@ -56,12 +58,13 @@ class TokenFeatureSet:
     intents: np.ndarray
     slots: np.ndarray
     slot_weight: np.ndarray
+    feature_key: str = "buckets"
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def batch(self, index: Sequence[int]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-        """The examples `index` padded to their longest one: `({"buckets", "token_mask"},
+        """The examples `index` padded to their longest one: `({feature_key, "token_mask"},
         {"intent", "slots", "slot_weight"})`; padded slot labels are 0 with mask 0."""
         index = np.asarray(index, np.int64)
         lengths = self.lengths[index]
@@ -74,7 +77,7 @@ class TokenFeatureSet:
         values[rows, cols] = self.values[src]
         slots = np.zeros((n, t), np.int32)
         slots[rows, cols] = self.slots[src]
-        features = {"buckets": values, "token_mask": mask.astype(np.int32)}
+        features = {self.feature_key: values, "token_mask": mask.astype(np.int32)}
         labels = {"intent": self.intents[index], "slots": slots,
                   "slot_weight": self.slot_weight[index]}
         return features, labels
@@ -98,7 +101,7 @@ def encode_labels(examples: Sequence[Example], vocab: LabelVocab, max_seq_len: i
 
 def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: TokenFeaturizer,
               vocab: LabelVocab, max_seq_len: int, intent_mode: str = "joint",
-              subwords: bool = True, dtype=np.int16,
+              subwords: bool = True, dtype=np.int16, feature_key: str = "buckets",
               progress: Optional[Callable[[int], None]] = None) -> TokenFeatureSet:
     """Encodes `examples` (their own tokens, cut to max_seq_len) and runs `featurizer` over them.
 
@@ -111,6 +114,7 @@ def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: Tok
       intent_mode: `joint` or `multi_label` (see `encode_labels`).
       subwords: feed the WordPiece form `[n, T, P, C]` (else `[n, T, C]`).
       dtype: storage dtype of the values.
+      feature_key: the model input name of the values.
       progress: called with the number of examples done after each chunk.
     """
     examples = list(examples)
@@ -135,4 +139,5 @@ def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: Tok
     intents, slots, weight = encode_labels(examples, vocab, max_seq_len, intent_mode)
     if len(slots) != len(values):
         raise AssertionError(f"{len(slots)} slot labels for {len(values)} tokens")
-    return TokenFeatureSet(examples, values, lengths, starts, intents, slots, weight)
+    return TokenFeatureSet(examples, values, lengths, starts, intents, slots, weight,
+                           feature_key)

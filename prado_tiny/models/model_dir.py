@@ -30,7 +30,8 @@ class ModelDirError(ValueError):
 def model_types() -> Dict[str, Any]:
     """Model type name -> (config class, model class); imported lazily (TensorFlow)."""
     from prado_tiny.models.pnlp_mixer import PNLPMixer, PNLPMixerConfig
-    return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer)}
+    from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
+    return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer), "pqrnn": (PQRNNConfig, PQRNN)}
 
 
 def write_spec(model_dir: str, spec: Dict[str, Any]) -> str:
@@ -110,25 +111,40 @@ def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], La
 
 
 def featurizer(spec: Dict[str, Any]):
-    """The host MinHash featurizer of the model `spec` describes (its projection settings)."""
-    from prado_tiny.layers.minhash_projection import MinHashFeaturizer
+    """The host featurizer of the model `spec` describes (its projection settings): MinHash
+    buckets for pNLP-Mixer, ternary features for pQRNN."""
     c = spec["config"]
+    if spec["model_type"] == "pqrnn":
+        from prado_tiny.layers.ternary_projection import TernaryFeaturizer
+        return TernaryFeaturizer(c["num_features"], c["seed"])
+    from prado_tiny.layers.minhash_projection import MinHashFeaturizer
     return MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"], c["window"], c["seed"])
 
 
 def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: LabelVocab, host=None):
-    """Examples -> the TokenFeatureSet the model reads (cached Bloom buckets per token).
+    """Examples -> the TokenFeatureSet the model reads (cached features per token).
 
-    `host`: a featurizer from `featurizer(spec)` to reuse (its piece cache carries over)."""
+    `host`: a featurizer from `featurizer(spec)` to reuse (its cache carries over)."""
+    import numpy as np
+
     from prado_tiny.data.token_features import featurize as featurize_tokens
     host = host or featurizer(spec)
-    return featurize_tokens(examples, encoder, host.buckets, vocab, spec["config"]["max_seq_len"],
-                            spec["intent_mode"], subwords=spec["input"] == "subwords")
+    common = dict(max_seq_len=spec["config"]["max_seq_len"], intent_mode=spec["intent_mode"],
+                  subwords=spec["input"] == "subwords")
+    if spec["model_type"] == "pqrnn":
+        # Ternary values in {-1, 0, 1}: one byte each.
+        return featurize_tokens(examples, encoder, lambda cp: (host.features(cp, np.int8), None),
+                                vocab, dtype=np.int8, feature_key="projection", **common)
+    return featurize_tokens(examples, encoder, host.buckets, vocab, **common)
 
 
 def dummy_input(model, spec: Dict[str, Any]):
-    """Runs the model once on a one-token bucket batch so that every variable exists."""
+    """Runs the model once on a one-token batch so that every variable exists."""
     import numpy as np
     c = spec["config"]
-    return model({"buckets": np.zeros((1, 1, c["num_hashes"]), np.int32),
-                  "token_mask": np.ones((1, 1), np.int32)}, training=False)
+    mask = np.ones((1, 1), np.int32)
+    if spec["model_type"] == "pqrnn":
+        return model({"projection": np.zeros((1, 1, c["num_features"]), np.int8),
+                      "token_mask": mask}, training=False)
+    return model({"buckets": np.zeros((1, 1, c["num_hashes"]), np.int32), "token_mask": mask},
+                 training=False)

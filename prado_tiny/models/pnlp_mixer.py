@@ -168,11 +168,12 @@ class PNLPMixer(QuantizeSwitch, keras.Model):
         return cls(**config)
 
 
-def export_model(model: PNLPMixer, input_shape, batch_size: int = 1) -> keras.Model:
+def export_model(model: keras.Model, input_shape, batch_size: int = 1) -> keras.Model:
     """A functional model for conversion: int32 codepoints `[batch_size, *input_shape]` ->
-    `(intent logits, slot logits)`, sharing `model`'s weights."""
+    `(intent logits, slot logits)`, sharing `model`'s weights. Any joint model that reads
+    `{"codepoints": ...}` (pNLP-Mixer, pQRNN) exports this way."""
     inp = keras.Input(tuple(input_shape), batch_size=batch_size, dtype="int32", name="codepoints")
     out = model({"codepoints": inp}, training=False)
     intent = keras.layers.Activation("linear", name="intent")(out["intent"])
     slots = keras.layers.Activation("linear", name="slots")(out["slots"])
-    return keras.Model(inp, [intent, slots], name="pnlp_mixer_export")
+    return keras.Model(inp, [intent, slots], name=f"{model.name}_export")
