@@ -1,4 +1,4 @@
-"""Reproduces the pNLP-Mixer figures of the README: train, export, evaluate on every dataset.
+"""Reproduces the pNLP-Mixer and pQRNN figures of the README: train, export, evaluate.
 
 Each run is the three user commands (`prado-train`, `prado-export`, `prado-eval`) with the
 shipped flagfiles, so every figure can be re-run by hand. A run whose model folder already holds
@@ -12,6 +12,7 @@ Usage (from the repository root):
 Runs (development splits; MTOP's is called `eval`; the test splits are withheld):
   mtop_base, mtop_xsmall    one model for MTOP's six languages
   mtop_base_dropout03       mtop_base with --dropout=0.3
+  mtop_pqrnn                pQRNN (configs/pqrnn.flags, twice Base's parameters) on MTOP
   multiatis_joint           MultiATIS++ nine languages, a#b intents as joint classes
   multiatis_multi           the same with one sigmoid per atomic intent (--intent_mode=multi_label)
   atis, snips               English
@@ -35,6 +36,9 @@ RUNS = {
     "mtop_base_dropout03": (["configs/pnlp_mixer_base.flags", "configs/mtop.flags"],
                             ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                              "--warmup_steps=300", "--dropout=0.3"], "mtop", "eval"),
+    "mtop_pqrnn": (["configs/pqrnn.flags", "configs/mtop.flags"],
+                   ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
+                    "--warmup_steps=300"], "mtop", "eval"),
     "mtop_xsmall": (["configs/pnlp_mixer_xsmall.flags", "configs/mtop.flags"],
                     ["--epochs=12", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "multiatis_joint": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],

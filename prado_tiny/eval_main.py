@@ -2,10 +2,13 @@
 
 Usage: prado-eval --model=FILE.tflite|DIR --dataset=NAME --data_dir=DIR --split=SPLIT
        [--languages=...] [--predictions_out=FILE] [--metrics_out=FILE.json]
+       [--teacher_out=FILE]
 
 Prints intent accuracy, slot P/R/F1 and exact match per language, overall (micro) and averaged
 over languages. --predictions_out writes one JSON line per example, in the order of the input
 file: utterance, language, tokens, intent, slots (BIO tags over tokens), and the gold labels.
+--teacher_out writes the model's logits as a teacher file for `prado-train --teacher`
+(distillation; format in prado_tiny/data/teacher.py).
 """
 import json
 import os
@@ -20,6 +23,8 @@ flags.adopt_module_key_flags(common_flags)  # so --help lists the shared flags t
 flags.DEFINE_string("model", None, "A .tflite file or a model directory written by prado-train.")
 flags.DEFINE_string("predictions_out", None, "Write one JSON line per example, in input order.")
 flags.DEFINE_string("metrics_out", None, "Write the metrics as JSON.")
+flags.DEFINE_string("teacher_out", None, "Write the model's intent and slot logits per example "
+                    "as a teacher file for `prado-train --teacher` (use --split=train).")
 FLAGS = flags.FLAGS
 
 
@@ -71,6 +76,10 @@ def main(argv):
     if FLAGS.predictions_out:
         n = write_predictions(FLAGS.predictions_out, preds)
         print(f"prado-eval: {n} predictions written to {FLAGS.predictions_out}")
+    if FLAGS.teacher_out:
+        from prado_tiny.data.teacher import write_teacher
+        n = write_teacher(FLAGS.teacher_out, examples, li, ls, vocab, intent_mode)
+        print(f"prado-eval: teacher outputs of {n} examples written to {FLAGS.teacher_out}")
     if FLAGS.metrics_out:
         doc = {"model": FLAGS.model, "dataset": FLAGS.dataset, "split": FLAGS.split,
                "languages": FLAGS.languages, "examples": len(examples), "result": result}

@@ -71,6 +71,12 @@ flags.DEFINE_float("checkpoint_secs", 120.0, "Seconds between checkpoints within
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_integer("bucket_window", 50, "Batch examples of similar length within windows of N "
                      "batches, so batches pad less (0: plain shuffled batches).")
+flags.DEFINE_string("teacher", None, "Distillation: a teacher file for the training split, written "
+                    "by `prado-eval --split=train --teacher_out=FILE` of any toolkit model or by any "
+                    "framework in that format (prado_tiny/data/teacher.py).")
+flags.DEFINE_float("distill_alpha", 0.5, "Distillation: weight a of the gold loss in "
+                   "a * CE(gold) + (1 - a) * T^2 * KL(teacher_T || student_T).")
+flags.DEFINE_float("distill_temperature", 2.0, "Distillation: the temperature T.")
 flags.DEFINE_integer("max_steps_per_epoch", 0, "Cut epochs to N steps (smoke runs; 0 = whole epochs).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy: default (one device), mirrored (all local GPUs, or the "
@@ -167,10 +173,16 @@ def model_spec(vocab_size_hint=None) -> dict:
         "qat": FLAGS.qat_epochs != 0,
         "config": model_config(),
         "data_dir": os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None,
-        "data": {"dataset": FLAGS.dataset, "languages": sorted(FLAGS.languages),
-                 "wordpiece_vocab_size": FLAGS.wordpiece_vocab_size if subwords else 0,
-                 "max_chars": FLAGS.max_chars,
-                 "max_pieces": FLAGS.max_pieces, "max_train_examples": FLAGS.max_train_examples},
+        "data": dict({"dataset": FLAGS.dataset, "languages": sorted(FLAGS.languages),
+                      "wordpiece_vocab_size": FLAGS.wordpiece_vocab_size if subwords else 0,
+                      "max_chars": FLAGS.max_chars,
+                      "max_pieces": FLAGS.max_pieces, "max_train_examples": FLAGS.max_train_examples},
+                     # Only with a teacher, so that folders trained before distillation existed
+                     # resume unchanged.
+                     **({"teacher": {"path": os.path.abspath(FLAGS.teacher),
+                                     "alpha": FLAGS.distill_alpha,
+                                     "temperature": FLAGS.distill_temperature}}
+                        if FLAGS.teacher else {})),
     }
 
 
@@ -250,6 +262,26 @@ def main(argv):
     dev_set = md.featurize(dev, spec, encoder, vocab, host) if dev else None
     print(f"prado-train: features of {len(train_set.values) + (len(dev_set.values) if dev_set else 0)} "
           f"tokens computed in {time.time() - t0:.1f} s", flush=True)
+    if FLAGS.teacher:
+        from prado_tiny.data.teacher import TeacherError, TeacherOutputs, attach, soft_targets
+        if not 0.0 <= FLAGS.distill_alpha <= 1.0:
+            raise app.UsageError(f"--distill_alpha must be in [0, 1], got {FLAGS.distill_alpha}")
+        if FLAGS.distill_temperature <= 0:
+            raise app.UsageError(f"--distill_temperature must be positive, got "
+                                 f"{FLAGS.distill_temperature}")
+        try:
+            targets = soft_targets(TeacherOutputs.load(FLAGS.teacher), train_set.examples,
+                                   train_set.lengths, vocab, FLAGS.distill_temperature,
+                                   spec["intent_mode"])
+        except TeacherError as e:
+            raise app.UsageError(f"--teacher: {e}") from None
+        attach(train_set, targets)
+        print(f"prado-train: distilling from {FLAGS.teacher}: {len(train_set) - targets.missing} "
+              f"of {len(train_set)} training examples have teacher outputs (alpha "
+              f"{FLAGS.distill_alpha}, temperature {FLAGS.distill_temperature})", flush=True)
+        if targets.missing == len(train_set):
+            raise app.UsageError(f"--teacher: {FLAGS.teacher} holds none of the training examples "
+                                 f"(matched by language and utterance)")
     unaligned = int((train_set.slot_weight == 0).sum())
     if unaligned:
         print(f"prado-train: {unaligned} training examples with unaligned slots train the intent only",
@@ -261,7 +293,8 @@ def main(argv):
                          patience=FLAGS.patience, qat_epochs=FLAGS.qat_epochs, seed=FLAGS.seed,
                          checkpoint_secs=FLAGS.checkpoint_secs, progress=FLAGS.progress,
                          max_steps_per_epoch=FLAGS.max_steps_per_epoch,
-                         bucket_window=FLAGS.bucket_window)
+                         bucket_window=FLAGS.bucket_window, distill_alpha=FLAGS.distill_alpha,
+                         distill_temperature=FLAGS.distill_temperature)
     trainer = Trainer(model_dir, lambda: md.build_model(spec, quantize=False), train_set, dev_set,
                       config, evaluate_fn=dev_evaluator(vocab, spec["intent_mode"]) if dev_set else None,
                       intent_mode=spec["intent_mode"], strategy=strategy)

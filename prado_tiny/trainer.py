@@ -59,6 +59,10 @@ class TrainConfig:
       max_steps_per_epoch: cut epochs short (tests and smoke runs; 0: whole epochs).
       bucket_window: batch examples of similar length within windows of this many batches
         (`epoch_batches`; 0: plain shuffled batches).
+      distill_alpha: with teacher targets in the training set, the weight a of the gold loss:
+        a * CE(gold) + (1 - a) * T^2 * KL(teacher_T || student_T), per example that has a
+        teacher (the others train on gold only).
+      distill_temperature: T.
     """
 
     epochs: int = 50
@@ -74,6 +78,8 @@ class TrainConfig:
     progress: bool = True
     max_steps_per_epoch: int = 0
     bucket_window: int = 50
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
@@ -125,6 +131,13 @@ def epoch_batches(seed: int, epoch: int, lengths: np.ndarray, batch_size: int,
     rest = [b for b in batches if len(b) < batch_size]
     rng = np.random.default_rng([seed, epoch, 1])
     return [full[i] for i in rng.permutation(len(full))] + rest
+
+
+def _kl(p, logits):
+    """KL(p || softmax(logits)) over the last axis; p may hold zeros."""
+    logq = tf.nn.log_softmax(logits, axis=-1)
+    plogp = tf.where(p > 0, p * tf.math.log(tf.maximum(p, 1e-12)), 0.0)
+    return tf.reduce_sum(plogp - p * logq, axis=-1)
 
 
 class Trainer:
@@ -223,7 +236,23 @@ class Trainer:
         tok = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels["slots"], logits=out["slots"])
         slot = tf.reduce_sum(tok * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
         slot = slot * tf.cast(labels["slot_weight"], tf.float32)
-        return intent + self.config.slot_loss_weight * slot
+        gold = intent + self.config.slot_loss_weight * slot
+        if "teacher_intent" not in labels:
+            return gold
+        # Distillation: KL(teacher_T || student_T) scaled by T^2 (Hinton et al., 2015), so its
+        # gradients keep their size whatever T.
+        a, temp = self.config.distill_alpha, self.config.distill_temperature
+        p_i = tf.cast(labels["teacher_intent"], tf.float32)
+        if self.intent_mode == "multi_label":
+            kd_intent = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=p_i, logits=out["intent"] / temp), axis=-1)
+        else:
+            kd_intent = _kl(p_i, out["intent"] / temp)
+        kd_tok = _kl(tf.cast(labels["teacher_slots"], tf.float32), out["slots"] / temp)
+        kd_slot = tf.reduce_sum(kd_tok * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
+        kd = temp * temp * (kd_intent + self.config.slot_loss_weight * kd_slot)
+        w = (1.0 - a) * tf.cast(labels["teacher_weight"], tf.float32)
+        return (1.0 - w) * gold + w * kd
 
     def _make_train_step(self):
         global_batch = self.config.batch_size

@@ -16,7 +16,7 @@ teach the model that a real slot is `O`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class TokenFeatureSet:
       slot_weight: float32 `[N]` 1, or 0 for examples with unaligned slots.
       feature_key: the model input name of the values (`buckets` for pNLP-Mixer,
         `projection` for pQRNN).
+      teacher: None, or the teacher's soft targets for distillation
+        (`prado_tiny.data.teacher.SoftTargets`); batches then carry them as labels.
     """
 
     examples: List[Example]
@@ -59,6 +61,7 @@ class TokenFeatureSet:
     slots: np.ndarray
     slot_weight: np.ndarray
     feature_key: str = "buckets"
+    teacher: Optional[Any] = None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -80,6 +83,11 @@ class TokenFeatureSet:
         features = {self.feature_key: values, "token_mask": mask.astype(np.int32)}
         labels = {"intent": self.intents[index], "slots": slots,
                   "slot_weight": self.slot_weight[index]}
+        if self.teacher is not None:
+            soft = np.zeros((n, t, self.teacher.slots.shape[1]), np.float32)
+            soft[rows, cols] = self.teacher.slots[src]
+            labels.update(teacher_intent=self.teacher.intents[index], teacher_slots=soft,
+                          teacher_weight=self.teacher.weight[index])
         return features, labels
 
 
