@@ -71,6 +71,9 @@ flags.DEFINE_float("checkpoint_secs", 120.0, "Seconds between checkpoints within
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_integer("bucket_window", 50, "Batch examples of similar length within windows of N "
                      "batches, so batches pad less (0: plain shuffled batches).")
+flags.DEFINE_float("distortion", 0.0, "Text distortion in training: each character of each "
+                   "training token is deleted, duplicated from the utterance or swapped with this "
+                   "probability, anew in every batch (0: off). pQRNN uses it for robustness.")
 flags.DEFINE_string("teacher", None, "Distillation: a teacher file for the training split, written "
                     "by `prado-eval --split=train --teacher_out=FILE` of any toolkit model or by any "
                     "framework in that format (prado_tiny/data/teacher.py).")
@@ -179,6 +182,7 @@ def model_spec(vocab_size_hint=None) -> dict:
                       "max_pieces": FLAGS.max_pieces, "max_train_examples": FLAGS.max_train_examples},
                      # Only with a teacher, so that folders trained before distillation existed
                      # resume unchanged.
+                     **({"distortion": FLAGS.distortion} if FLAGS.distortion else {}),
                      **({"teacher": {"path": os.path.abspath(FLAGS.teacher),
                                      "alpha": FLAGS.distill_alpha,
                                      "temperature": FLAGS.distill_temperature}}
@@ -295,9 +299,13 @@ def main(argv):
                          max_steps_per_epoch=FLAGS.max_steps_per_epoch,
                          bucket_window=FLAGS.bucket_window, distill_alpha=FLAGS.distill_alpha,
                          distill_temperature=FLAGS.distill_temperature)
+    if not 0.0 <= FLAGS.distortion <= 1.0:
+        raise app.UsageError(f"--distortion must be in [0, 1], got {FLAGS.distortion}")
+    augment = (md.distortion_augmenter(spec, encoder, FLAGS.distortion, host)
+               if FLAGS.distortion else None)
     trainer = Trainer(model_dir, lambda: md.build_model(spec, quantize=False), train_set, dev_set,
                       config, evaluate_fn=dev_evaluator(vocab, spec["intent_mode"]) if dev_set else None,
-                      intent_mode=spec["intent_mode"], strategy=strategy)
+                      intent_mode=spec["intent_mode"], strategy=strategy, augment=augment)
     if int(trainer.state["epoch"]) == 0 and trainer.manager.latest_checkpoint is None:
         md.dummy_input(trainer.model, spec)
         params = int(sum(np.prod(v.shape) for v in trainer.model.trainable_variables))

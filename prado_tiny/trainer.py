@@ -152,13 +152,18 @@ class Trainer:
         (score: exact match averaged over languages).
       intent_mode: `joint` (softmax cross-entropy) or `multi_label` (sigmoid).
       strategy: a `tf.distribute.Strategy` (default: the default one-device strategy).
+      augment: None, or `(features, examples, rng) -> features`, applied to every training
+        batch (text distortion); `rng` is a function of (seed, epoch, step), so a resumed run
+        sees the same batches.
     """
 
     def __init__(self, model_dir: str, model_fn: Callable[[], keras.Model], train: TokenFeatureSet,
                  dev: Optional[TokenFeatureSet], config: TrainConfig,
                  evaluate_fn: Optional[Callable[[keras.Model, TokenFeatureSet], Dict[str, Any]]] = None,
-                 intent_mode: str = "joint", strategy: Optional[tf.distribute.Strategy] = None):
+                 intent_mode: str = "joint", strategy: Optional[tf.distribute.Strategy] = None,
+                 augment: Optional[Callable] = None):
         self.model_dir = model_dir
+        self.augment = augment
         self.train, self.dev, self.config = train, dev, config
         self.evaluate_fn = evaluate_fn
         self.intent_mode = intent_mode
@@ -217,7 +222,12 @@ class Trainer:
 
         def generate():
             for s in range(start_step, self.steps_per_epoch):
-                yield self.train.batch(batches[s])
+                features, labels = self.train.batch(batches[s])
+                if self.augment is not None:
+                    rng = np.random.default_rng([self.config.seed, epoch, s, 2])
+                    features = self.augment(features, [self.train.examples[i] for i in batches[s]],
+                                            rng)
+                yield features, labels
 
         ds = tf.data.Dataset.from_generator(generate, output_signature=self._signature())
         return ds.prefetch(2)

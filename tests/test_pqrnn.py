@@ -138,7 +138,7 @@ def test_export_model_matches_and_get_config_round_trips(data):
 TINY = ["--model=pqrnn", "--dataset=demo", "--languages=en,th", "--num_features=128",
         "--hidden_dim=32", "--state_dim=16", "--num_layers=2", "--zoneout=0.0",
         "--max_seq_len=16", "--batch_size=32", "--epochs=4", "--qat_epochs=1",
-        "--learning_rate=0.01", "--warmup_steps=2", "--progress=false"]
+        "--learning_rate=0.01", "--warmup_steps=2", "--progress=false", "--distortion=0.05"]
 
 
 def run(module, *args):
@@ -166,6 +166,7 @@ def test_cli_trains_a_pqrnn_on_whole_tokens(trained):
     assert spec["model_type"] == "pqrnn" and spec["input"] == "codepoints"
     assert spec["config"]["num_features"] == 128 and spec["config"]["state_dim"] == 16
     assert spec["data"]["wordpiece_vocab_size"] == 0  # pQRNN hashes whole tokens
+    assert spec["data"]["distortion"] == 0.05  # trained on distorted batches
     assert "pqrnn with" in train_out and "quantization-aware training from epoch 4" in train_out
     done = json.loads(train_out.split("prado-train: done ", 1)[1].splitlines()[0])
     # en + th demo data, 4 short epochs: the model has learned the intents.

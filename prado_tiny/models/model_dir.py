@@ -138,6 +138,36 @@ def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: Label
     return featurize_tokens(examples, encoder, host.buckets, vocab, **common)
 
 
+def distortion_augmenter(spec: Dict[str, Any], encoder: TextEncoder, probability: float,
+                         host=None):
+    """-> `augment(features, examples, rng) -> features` for the Trainer: the batch's tokens
+    distorted (`TextDistorter`: character deletions, insertions, swaps with `probability` per
+    character), encoded and projected again on the host. Token counts never change, so the
+    labels stay aligned; the cached features of the clean text are not touched."""
+    import numpy as np
+
+    from prado_tiny.data.distortion import TextDistorter
+    distorter = TextDistorter(probability)
+    host = host or featurizer(spec)
+    pqrnn = spec["model_type"] == "pqrnn"
+    key = "projection" if pqrnn else "buckets"
+    subwords = spec["input"] == "subwords"
+    max_len = spec["config"]["max_seq_len"]
+
+    def augment(features, examples, rng):
+        t = features[key].shape[1]
+        noisy = distorter.distort_batch([list(ex.tokens[:max_len]) for ex in examples], rng)
+        cp = (encoder.encode_subwords_batch(noisy) if subwords
+              else encoder.encode_tokens_batch(noisy))[:, :t]
+        values = host.features(cp, np.int8) if pqrnn else host.buckets(cp)[0]
+        real = features["token_mask"].astype(bool)
+        out = features[key].copy()
+        out[real] = values[real].astype(out.dtype)
+        return dict(features, **{key: out})
+
+    return augment
+
+
 def dummy_input(model, spec: Dict[str, Any]):
     """Runs the model once on a one-token batch so that every variable exists."""
     import numpy as np
