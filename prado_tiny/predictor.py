@@ -57,7 +57,7 @@ from prado_tiny.export.metadata import MetadataError, read_metadata
 
 FORMAT = "prado-tiny-model"
 VERSION = 1
-INPUT_FORMS = ("subwords", "codepoints")
+INPUT_FORMS = TextEncoder.INPUT_FORMS
 INTENT_MODES = ("joint", "multi_label")
 TOP_K = 5
 EMPTY_MESSAGE = "empty utterance: nothing to classify"
@@ -154,8 +154,9 @@ class Predictor:
         self.input_form = doc["input"]
         if self.input_form not in INPUT_FORMS:
             raise self._fail(f"metadata 'input' must be one of {INPUT_FORMS}, got {self.input_form!r}")
-        if self.input_form == "subwords" and self.encoder.wordpiece is None:
-            raise self._fail("metadata 'input' is 'subwords' but the text encoder has no vocabulary")
+        if self.input_form in ("subwords", "piece_ids") and self.encoder.wordpiece is None:
+            raise self._fail(f"metadata 'input' is {self.input_form!r} but the text encoder has no "
+                             f"vocabulary")
         self.intent_mode = doc.get("intent_mode", "joint")
         if self.intent_mode not in INTENT_MODES:
             raise self._fail(f"metadata 'intent_mode' must be one of {INTENT_MODES}, "
@@ -176,8 +177,7 @@ class Predictor:
         except (RuntimeError, ValueError) as e:
             raise self._fail(f"the interpreter cannot load the model: {e}") from e
         enc = self.encoder
-        want = ([1, enc.max_tokens, enc.max_pieces, enc.max_chars] if self.input_form == "subwords"
-                else [1, enc.max_tokens, enc.max_chars])
+        want = [1, *enc.input_shape(self.input_form)]
         inp = it.get_input_details()[0]
         if _shape(inp) != want or inp["dtype"] != np.int32:
             raise self._fail(f"input 0 is {np.dtype(inp['dtype']).name}{_shape(inp)}, the "
@@ -240,16 +240,16 @@ class Predictor:
         encoded = self.encoder.encode_text(text)
         if not encoded.tokens:  # cannot happen for non-blank text; kept as a guard
             raise ValueError(EMPTY_MESSAGE)
-        x = encoded.subwords if self.input_form == "subwords" else encoded.codepoints
+        x = {"subwords": encoded.subwords, "codepoints": encoded.codepoints}.get(self.input_form)
+        if x is None:
+            x = self.encoder.encode_piece_ids(encoded.tokens)
         intent_logits, slot_logits = self._run(x)
         return self._decode(text, encoded, intent_logits, slot_logits)
 
     def logits_for_tokens(self, tokens: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Dequantized `(intent logits [num_intents], slot logits [max_tokens, num_slot_tags])`
         for already tokenized text (evaluation on a dataset's own tokens)."""
-        x = (self.encoder.encode_subwords(list(tokens)) if self.input_form == "subwords"
-             else self.encoder.encode_tokens(list(tokens)))
-        return self._run(x)
+        return self._run(self.encoder.encode_form(self.input_form, tokens))
 
     def _run(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """One invoke on one encoded input; dequantized (intent logits, slot logits)."""

@@ -27,9 +27,10 @@ flags.DEFINE_string("model_dir", None, "Where checkpoints, vocabularies and logs
 flags.DEFINE_string("dev_split", "dev", "Development split for early stopping ('' = none).")
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
 # Model.
-flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn"],
-                  "Model type: pnlp_mixer (MinHash projection over WordPiece pieces, MLP-Mixer) or "
-                  "pqrnn (ternary projection over whole tokens, bidirectional QRNN).")
+flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn", "bilstm"],
+                  "Model type: pnlp_mixer (MinHash projection over WordPiece pieces, MLP-Mixer), "
+                  "pqrnn (ternary projection over whole tokens, bidirectional QRNN) or bilstm "
+                  "(the baseline: WordPiece embeddings, bidirectional LSTM).")
 flags.DEFINE_integer("max_seq_len", 64, "Tokens per example; longer ones are cut (counted).")
 flags.DEFINE_integer("num_hashes", 64, "MinHash fingerprint length H (1..127).")
 flags.DEFINE_integer("ngram_size", 3, "Character n-gram size of the MinHash projection.")
@@ -39,9 +40,10 @@ flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck size (the mixer's hidden 
 flags.DEFINE_integer("num_layers", 2, "Mixer blocks, or bidirectional QRNN layers.")
 # pQRNN.
 flags.DEFINE_integer("num_features", 512, "pqrnn: ternary projection features per token.")
-flags.DEFINE_integer("state_dim", 128, "pqrnn: QRNN state size per direction.")
+flags.DEFINE_integer("state_dim", 128, "pqrnn, bilstm: recurrent state size per direction.")
 flags.DEFINE_integer("kernel_width", 3, "pqrnn: width of the QRNN gate convolution.")
-flags.DEFINE_float("zoneout", 0.5, "pqrnn: zoneout probability of the first QRNN layer; layer i "
+flags.DEFINE_integer("embedding_dim", 128, "bilstm: WordPiece embedding size.")
+flags.DEFINE_float("zoneout", 0.0, "pqrnn: zoneout probability of the first QRNN layer; layer i "
                    "uses zoneout^(i+1).")
 flags.DEFINE_integer("token_mlp_dim", 0, "Token-mixing MLP hidden size (0 = max_seq_len).")
 flags.DEFINE_integer("channel_mlp_dim", 0, "Channel-mixing MLP hidden size (0 = hidden_dim).")
@@ -144,13 +146,26 @@ def _lock(model_dir: str) -> None:
     _LOCK = f
 
 
+def input_form() -> str:
+    """pNLP-Mixer hashes WordPiece pieces (unless --wordpiece_vocab_size=0), pQRNN whole tokens;
+    the BiLSTM baseline looks pieces up in its embedding table."""
+    if FLAGS.model == "bilstm":
+        return "piece_ids"
+    if FLAGS.model == "pqrnn":
+        return "codepoints"
+    return "subwords" if FLAGS.wordpiece_vocab_size > 0 else "codepoints"
+
+
 def uses_subwords() -> bool:
-    """pNLP-Mixer hashes WordPiece pieces (unless --wordpiece_vocab_size=0); pQRNN whole tokens."""
-    return FLAGS.model == "pnlp_mixer" and FLAGS.wordpiece_vocab_size > 0
+    return input_form() in ("subwords", "piece_ids")
 
 
 def model_config() -> dict:
     """The model's config from the flags (the model type's own fields only)."""
+    if FLAGS.model == "bilstm":
+        return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,
+                "state_dim": FLAGS.state_dim, "num_layers": FLAGS.num_layers,
+                "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode}
     if FLAGS.model == "pqrnn":
         return {"max_seq_len": FLAGS.max_seq_len, "num_features": FLAGS.num_features,
                 "seed": FLAGS.seed, "bottleneck_dim": FLAGS.hidden_dim,
@@ -172,7 +187,7 @@ def model_spec(vocab_size_hint=None) -> dict:
     return {
         "model_type": FLAGS.model,
         "intent_mode": FLAGS.intent_mode,
-        "input": "subwords" if subwords else "codepoints",
+        "input": input_form(),
         "qat": FLAGS.qat_epochs != 0,
         "config": model_config(),
         "data_dir": os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None,
@@ -194,6 +209,9 @@ def main(argv):
     del argv
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
+    if FLAGS.model == "bilstm" and FLAGS.wordpiece_vocab_size < 1:
+        raise app.UsageError("--model=bilstm embeds WordPiece pieces: it needs "
+                             "--wordpiece_vocab_size > 0")
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up
@@ -223,7 +241,9 @@ def main(argv):
 
     if old is not None:
         # num_intents / num_slot_tags are derived from the data when the folder is created.
-        derived = {k: (old.get("config") or {}).get(k) for k in ("num_intents", "num_slot_tags")}
+        derived = {k: (old.get("config") or {}).get(k) for k in ("num_intents", "num_slot_tags",
+                                                                 "vocab_size")
+                   if k in (old.get("config") or {})}
         spec["config"].update(derived)
         diff = md.spec_differences({k: old.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")},
                                    {k: spec.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")})
@@ -257,6 +277,8 @@ def main(argv):
         vocab.save(model_dir)
         encoder.save(os.path.join(model_dir, "text_encoder"))
         spec["config"].update(num_intents=vocab.num_intents, num_slot_tags=vocab.num_slot_tags)
+        if spec["input"] == "piece_ids":
+            spec["config"]["vocab_size"] = len(wordpiece) + 2  # + padding and out-of-vocabulary
         md.write_spec(model_dir, spec)
     spec = md.read_spec(model_dir)
 

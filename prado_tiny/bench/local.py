@@ -48,8 +48,8 @@ def encode_utterances(path: str, token_lists: Sequence[Sequence[str]]) -> Option
     if doc.get("format") != "prado-tiny-model" or "text_encoder" not in doc:
         return None
     enc = TextEncoder.from_config(doc["text_encoder"])
-    encode = enc.encode_subwords if doc.get("input") == "subwords" else enc.encode_tokens
-    return np.stack([encode(list(t)) for t in token_lists]).astype(np.int32)
+    form = doc.get("input", "codepoints")
+    return np.stack([enc.encode_form(form, t) for t in token_lists]).astype(np.int32)
 
 
 def dataset_tokens(dataset: str, data_dir: Optional[str], split: str,

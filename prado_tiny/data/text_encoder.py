@@ -302,6 +302,47 @@ class TextEncoder:
         return np.frombuffer(buf, dtype=_INT32).reshape(
             len(token_lists), self.max_tokens, self.max_pieces, self.max_chars)
 
+    #: The model input forms: `subwords` (codepoints of WordPiece pieces, pNLP-Mixer),
+    #: `codepoints` (whole tokens, pQRNN), `piece_ids` (vocabulary ids, embedding models).
+    INPUT_FORMS = ("subwords", "codepoints", "piece_ids")
+
+    def encode_form(self, form: str, tokens: Sequence[str]) -> np.ndarray:
+        """One token list in the model input form `form` (one of `INPUT_FORMS`)."""
+        if form == "subwords":
+            return self.encode_subwords(list(tokens))
+        if form == "codepoints":
+            return self.encode_tokens(list(tokens))
+        if form == "piece_ids":
+            return self.encode_piece_ids(list(tokens))
+        raise ValueError(f"input form must be one of {self.INPUT_FORMS}, got {form!r}")
+
+    def input_shape(self, form: str) -> tuple:
+        """The shape of one example in the input form `form` (without the batch axis)."""
+        return {"subwords": (self.max_tokens, self.max_pieces, self.max_chars),
+                "codepoints": (self.max_tokens, self.max_chars),
+                "piece_ids": (self.max_tokens, self.max_pieces)}[form]
+
+    def encode_piece_ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """Piece-id form of one token list: int32 `[max_tokens, max_pieces]`."""
+        return self.encode_piece_ids_batch([tokens])[0]
+
+    def encode_piece_ids_batch(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """Piece-id form, for models with an embedding table: int32 `[batch, max_tokens,
+        max_pieces]`, the WordPiece vocabulary index of each piece plus 2; 0 is padding and 1 a
+        piece outside the vocabulary (a token WordPiece keeps whole). Needs a vocabulary."""
+        if self.wordpiece is None:
+            raise ValueError("encode_piece_ids needs a TextEncoder with a WordPiece vocabulary")
+        if not hasattr(self, "_piece_index"):
+            self._piece_index = {p: i + 2 for i, p in enumerate(self.wordpiece.vocabulary)}
+        index = self._piece_index
+        token_lists = self._cut_to_max_tokens(_as_list(token_lists), count_sequences=False)
+        out = np.zeros((len(token_lists), self.max_tokens, self.max_pieces), np.int32)
+        for b, tokens in enumerate(token_lists):
+            for t, token in enumerate(tokens):
+                pieces = self.wordpiece.split_cached(self._normalize(token)[0])[:self.max_pieces]
+                out[b, t, :len(pieces)] = [index.get(p, 1) for p in pieces]
+        return out
+
     def tokenize(self, text: str) -> List[Tuple[str, int, int]]:
         """The configured tokenizer: `[(token, start, end)]` into the raw text."""
         if not isinstance(text, str):

@@ -110,7 +110,7 @@ def encode_labels(examples: Sequence[Example], vocab: LabelVocab, max_seq_len: i
 def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: TokenFeaturizer,
               vocab: LabelVocab, max_seq_len: int, intent_mode: str = "joint",
               subwords: bool = True, dtype=np.int16, feature_key: str = "buckets",
-              progress: Optional[Callable[[int], None]] = None) -> TokenFeatureSet:
+              encode: Optional[Callable] = None, progress: Optional[Callable[[int], None]] = None) -> TokenFeatureSet:
     """Encodes `examples` (their own tokens, cut to max_seq_len) and runs `featurizer` over them.
 
     Args:
@@ -123,6 +123,8 @@ def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: Tok
       subwords: feed the WordPiece form `[n, T, P, C]` (else `[n, T, C]`).
       dtype: storage dtype of the values.
       feature_key: the model input name of the values.
+      encode: token lists -> the featurizer's input (default: the encoder's subword or token
+        form, by `subwords`).
       progress: called with the number of examples done after each chunk.
     """
     examples = list(examples)
@@ -135,8 +137,11 @@ def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: Tok
     for lo in range(0, len(examples), CHUNK):
         part = examples[lo:lo + CHUNK]
         tokens = [list(ex.tokens[:max_seq_len]) for ex in part]
-        cp = (encoder.encode_subwords_batch(tokens) if subwords
-              else encoder.encode_tokens_batch(tokens))[:, :max_seq_len]
+        if encode is not None:
+            cp = encode(tokens)[:, :max_seq_len]
+        else:
+            cp = (encoder.encode_subwords_batch(tokens) if subwords
+                  else encoder.encode_tokens_batch(tokens))[:, :max_seq_len]
         values, _ = featurizer(cp)
         live = np.arange(values.shape[1])[None, :] < lengths[lo:lo + CHUNK, None]
         chunks.append(np.asarray(values)[live].astype(dtype))

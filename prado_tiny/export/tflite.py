@@ -30,9 +30,9 @@ VERSION = 1
 
 
 def input_array(encoder, spec: Dict[str, Any], tokens: Sequence[str]) -> np.ndarray:
-    """The model input of one token list: `[T, P, C]` subwords or `[T, C]` codepoints."""
-    return (encoder.encode_subwords(list(tokens)) if spec["input"] == "subwords"
-            else encoder.encode_tokens(list(tokens)))
+    """The model input of one token list: `[T, P, C]` subwords, `[T, C]` codepoints or `[T, P]`
+    piece ids."""
+    return encoder.encode_form(spec["input"], tokens)
 
 
 def metadata_document(spec: Dict[str, Any], vocab, encoder, output_names: Dict[str, str]) -> dict:
@@ -135,13 +135,12 @@ def export(model_dir: str, output: str, calibration: Sequence[Example],
     t0 = time.time()
     model, spec, vocab, encoder = md.load(model_dir)
     c = spec["config"]
-    shape = ((c["max_seq_len"], encoder.max_pieces, encoder.max_chars) if spec["input"] == "subwords"
-             else (c["max_seq_len"], encoder.max_chars))
+    shape = encoder.input_shape(spec["input"])
     if encoder.max_tokens != c["max_seq_len"]:
         raise ValueError(f"{model_dir}: text encoder max_tokens={encoder.max_tokens} differs from "
                          f"max_seq_len={c['max_seq_len']}")
     samples = [input_array(encoder, spec, ex.tokens)[None] for ex in calibration]
-    data = convert(export_model(model, shape), samples)
+    data = convert(export_model(model, shape, input_name=md.input_name(spec)), samples)
     report = check_builtin_int8(data, raise_on_violation=True)
     names = _output_names(data)
     data = embed_metadata(data, metadata_document(spec, vocab, encoder, names),

@@ -30,8 +30,23 @@ class ModelDirError(ValueError):
 def model_types() -> Dict[str, Any]:
     """Model type name -> (config class, model class); imported lazily (TensorFlow)."""
     from prado_tiny.models.pnlp_mixer import PNLPMixer, PNLPMixerConfig
+    from prado_tiny.models.bilstm import BiLSTMConfig, BiLSTMTagger
     from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
-    return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer), "pqrnn": (PQRNNConfig, PQRNN)}
+    return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer), "pqrnn": (PQRNNConfig, PQRNN),
+            "bilstm": (BiLSTMConfig, BiLSTMTagger)}
+
+
+def input_name(spec: Dict[str, Any]) -> str:
+    """The name of the exported model's input: `piece_ids` for embedding models, else
+    `codepoints` (the projection runs in the graph)."""
+    return "piece_ids" if spec["input"] == "piece_ids" else "codepoints"
+
+
+def feature_key(spec: Dict[str, Any]) -> str:
+    """The input name of the cached training features."""
+    if spec["input"] == "piece_ids":
+        return "piece_ids"
+    return "projection" if spec["model_type"] == "pqrnn" else "buckets"
 
 
 def write_spec(model_dir: str, spec: Dict[str, Any]) -> str:
@@ -114,6 +129,8 @@ def featurizer(spec: Dict[str, Any]):
     """The host featurizer of the model `spec` describes (its projection settings): MinHash
     buckets for pNLP-Mixer, ternary features for pQRNN."""
     c = spec["config"]
+    if spec["input"] == "piece_ids":
+        return None  # the ids are the features
     if spec["model_type"] == "pqrnn":
         from prado_tiny.layers.ternary_projection import TernaryFeaturizer
         return TernaryFeaturizer(c["num_features"], c["seed"])
@@ -131,6 +148,10 @@ def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: Label
     host = host or featurizer(spec)
     common = dict(max_seq_len=spec["config"]["max_seq_len"], intent_mode=spec["intent_mode"],
                   subwords=spec["input"] == "subwords")
+    if spec["input"] == "piece_ids":
+        return featurize_tokens(examples, encoder, lambda ids: (ids, None), vocab, dtype=np.int32,
+                                feature_key="piece_ids", encode=encoder.encode_piece_ids_batch,
+                                **common)
     if spec["model_type"] == "pqrnn":
         # Ternary values in {-1, 0, 1}: one byte each.
         return featurize_tokens(examples, encoder, lambda cp: (host.features(cp, np.int8), None),
@@ -150,16 +171,19 @@ def distortion_augmenter(spec: Dict[str, Any], encoder: TextEncoder, probability
     distorter = TextDistorter(probability)
     host = host or featurizer(spec)
     pqrnn = spec["model_type"] == "pqrnn"
-    key = "projection" if pqrnn else "buckets"
-    subwords = spec["input"] == "subwords"
+    key = feature_key(spec)
+    form = spec["input"]
     max_len = spec["config"]["max_seq_len"]
 
     def augment(features, examples, rng):
         t = features[key].shape[1]
         noisy = distorter.distort_batch([list(ex.tokens[:max_len]) for ex in examples], rng)
-        cp = (encoder.encode_subwords_batch(noisy) if subwords
-              else encoder.encode_tokens_batch(noisy))[:, :t]
-        values = host.features(cp, np.int8) if pqrnn else host.buckets(cp)[0]
+        if form == "piece_ids":
+            values = encoder.encode_piece_ids_batch(noisy)[:, :t]
+        else:
+            cp = (encoder.encode_subwords_batch(noisy) if form == "subwords"
+                  else encoder.encode_tokens_batch(noisy))[:, :t]
+            values = host.features(cp, np.int8) if pqrnn else host.buckets(cp)[0]
         real = features["token_mask"].astype(bool)
         out = features[key].copy()
         out[real] = values[real].astype(out.dtype)
@@ -173,6 +197,9 @@ def dummy_input(model, spec: Dict[str, Any]):
     import numpy as np
     c = spec["config"]
     mask = np.ones((1, 1), np.int32)
+    if spec["input"] == "piece_ids":
+        return model({"piece_ids": np.ones((1, 1, 2), np.int32), "token_mask": mask},
+                     training=False)
     if spec["model_type"] == "pqrnn":
         return model({"projection": np.zeros((1, 1, c["num_features"]), np.int8),
                       "token_mask": mask}, training=False)

@@ -168,12 +168,13 @@ class PNLPMixer(QuantizeSwitch, keras.Model):
         return cls(**config)
 
 
-def export_model(model: keras.Model, input_shape, batch_size: int = 1) -> keras.Model:
-    """A functional model for conversion: int32 codepoints `[batch_size, *input_shape]` ->
-    `(intent logits, slot logits)`, sharing `model`'s weights. Any joint model that reads
-    `{"codepoints": ...}` (pNLP-Mixer, pQRNN) exports this way."""
-    inp = keras.Input(tuple(input_shape), batch_size=batch_size, dtype="int32", name="codepoints")
-    out = model({"codepoints": inp}, training=False)
+def export_model(model: keras.Model, input_shape, batch_size: int = 1,
+                 input_name: str = "codepoints") -> keras.Model:
+    """A functional model for conversion: int32 `input_name` `[batch_size, *input_shape]` ->
+    `(intent logits, slot logits)`, sharing `model`'s weights. Every joint model of the toolkit
+    exports this way (`codepoints` for pNLP-Mixer and pQRNN, `piece_ids` for embedding models)."""
+    inp = keras.Input(tuple(input_shape), batch_size=batch_size, dtype="int32", name=input_name)
+    out = model({input_name: inp}, training=False)
     intent = keras.layers.Activation("linear", name="intent")(out["intent"])
     slots = keras.layers.Activation("linear", name="slots")(out["slots"])
     return keras.Model(inp, [intent, slots], name=f"{model.name}_export")

@@ -63,7 +63,7 @@ class PQRNNConfig:
     state_dim: int = 128
     num_layers: int = 2
     kernel_width: int = 3
-    zoneout: float = 0.5
+    zoneout: float = 0.0
     dropout: float = 0.0
     intent_mode: str = "joint"
 

@@ -1,0 +1,134 @@
+"""The BiLSTM baseline: WordPiece embeddings, a bidirectional LSTM stack, the shared joint heads.
+
+The embedding baseline of pQRNN's paper (Kaliamoorthi et al., arXiv 2101.08890: "an LSTM with
+embeddings"), trained by the same trainer on the same data as the projection models, and the
+uncompressed reference of the embedding-compression work (Sathyendra et al., arXiv 2012.00124).
+Its embedding table holds a vector per WordPiece piece (vocabulary learned on the training
+split of every language); a token is the sum of its pieces (`PieceEmbedding`).
+
+Input: `{"piece_ids": int32 [B, T, P]}` (`TextEncoder.encode_piece_ids`), plus `token_mask` in
+training (derived from the ids otherwise). The exported .tflite takes the same ids: an app splits
+tokens with the WordPiece vocabulary embedded in the file's metadata and looks the pieces up.
+Quantization-aware like the projection models (`--qat_epochs`); `prado-export` makes it int8.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import tensorflow as tf
+import tf_keras as keras
+
+from prado_tiny.layers.attention_pooling import AttentionPooling
+from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
+from prado_tiny.layers.lstm import BiLSTM
+from prado_tiny.layers.minhash_projection import exact_int8
+from prado_tiny.layers.piece_embedding import PieceEmbedding
+from prado_tiny.layers.quant_dense import QuantDense
+
+INTENT_MODES = ("joint", "multi_label")
+
+
+@dataclasses.dataclass
+class BiLSTMConfig:
+    """Every hyper-parameter of the BiLSTM baseline; saved as JSON in the model folder.
+
+    Attributes:
+      num_intents, num_slot_tags: output sizes (from the label vocabulary).
+      vocab_size: embedding rows (WordPiece vocabulary + 2: padding and out-of-vocabulary).
+      max_seq_len: tokens per example in the exported model.
+      embedding_dim: size of a piece embedding.
+      state_dim: LSTM state per direction.
+      num_layers: BiLSTM layers.
+      dropout: dropout on the embeddings, between layers and before the heads.
+      intent_mode: `joint` or `multi_label`.
+    """
+
+    num_intents: int
+    num_slot_tags: int
+    vocab_size: int
+    max_seq_len: int = 64
+    embedding_dim: int = 128
+    state_dim: int = 128
+    num_layers: int = 1
+    dropout: float = 0.1
+    intent_mode: str = "joint"
+
+    def __post_init__(self):
+        if self.intent_mode not in INTENT_MODES:
+            raise ValueError(f"intent_mode must be one of {INTENT_MODES}, got {self.intent_mode!r}")
+        for name in ("num_intents", "num_slot_tags", "max_seq_len", "embedding_dim", "state_dim",
+                     "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.vocab_size < 3:
+            raise ValueError(f"vocab_size must be at least 3, got {self.vocab_size}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BiLSTMConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown BiLSTM config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@keras.utils.register_keras_serializable(package="prado_tiny")
+class BiLSTMTagger(QuantizeSwitch, keras.Model):
+    """The BiLSTM joint intent and slot model.
+
+    Args:
+      config: a `BiLSTMConfig` (or its dict).
+      quantize: fake-quantize weights and activations (QAT); `set_quantize` switches it later.
+      **kwargs: passed to `keras.Model`.
+
+    Example:
+
+    >>> model = BiLSTMTagger(BiLSTMConfig(num_intents=5, num_slot_tags=7, vocab_size=50,
+    ...                                   max_seq_len=16, embedding_dim=8, state_dim=8))
+    >>> out = model({"piece_ids": tf.ones([2, 16, 3], tf.int32)})
+    >>> out["intent"].shape, out["slots"].shape
+    (TensorShape([2, 5]), TensorShape([2, 16, 7]))
+    """
+
+    def __init__(self, config, quantize: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = BiLSTMConfig.from_dict(config)
+        self.config = config
+        self._quantize = q = bool(quantize)
+        c = config
+        self.embedding = PieceEmbedding(c.vocab_size, c.embedding_dim, name="embedding")
+        self.embedding_quant = FakeQuant(q, name="embedding_quant")
+        self.lstms = [BiLSTM(c.state_dim, quantize=q, name=f"bilstm_{i}")
+                      for i in range(c.num_layers)]
+        self.dropout = keras.layers.Dropout(c.dropout)
+        self.pool = AttentionPooling(quantize=q, name="intent_pool")
+        self.intent_head = QuantDense(c.num_intents, quantize=q, name="intent_head")
+        self.slot_head = QuantDense(c.num_slot_tags, quantize=q, name="slot_head")
+
+    def _quantized_layers(self):
+        return [self.embedding_quant, *self.lstms, self.pool, self.intent_head, self.slot_head]
+
+    def call(self, inputs, training=None):
+        ids = tf.cast(inputs["piece_ids"], tf.int32)
+        if "token_mask" in inputs:
+            mask = tf.cast(inputs["token_mask"], self.compute_dtype)[..., None]
+        else:
+            mask = exact_int8(tf.minimum(ids[..., 0], 1))[..., None]  # no float op in int8
+        x = self.embedding_quant(self.embedding(ids), training=training)
+        x = self.dropout(x, training=training) * mask
+        for lstm in self.lstms:
+            x = self.dropout(lstm(x, mask, training=training), training=training)
+        return {"intent": self.intent_head(self.pool(x, mask, training=training), training=training),
+                "slots": self.slot_head(x, training=training)}
+
+    def get_config(self):
+        return {"config": dataclasses.asdict(self.config), "quantize": self._quantize,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)

@@ -1,0 +1,110 @@
+"""Tests for prado_tiny.models.bilstm (the embedding baseline) and its command-line path:
+prado-train --model=bilstm -> prado-export (int8, builtin ops) -> Predictor."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prado_tiny.export.inspect import check_builtin_int8
+from prado_tiny.export.metadata import read_metadata
+from prado_tiny.layers.fake_quant import set_quantize
+from prado_tiny.models.bilstm import BiLSTMConfig, BiLSTMTagger
+
+T = 8
+
+
+def config(**kwargs):
+    args = dict(num_intents=5, num_slot_tags=7, vocab_size=30, max_seq_len=T, embedding_dim=8,
+                state_dim=6)
+    args.update(kwargs)
+    return BiLSTMConfig(**args)
+
+
+def ids():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, (3, T, 2)).astype(np.int32)
+    x[:, :, 1] *= rng.integers(0, 2, (3, T))  # some tokens of one piece
+    x[1, 5:] = 0  # example 1 has 5 tokens
+    x[2, 2:] = 0
+    return x
+
+
+def test_config_validation_and_round_trip():
+    for bad in (dict(vocab_size=2), dict(state_dim=0), dict(intent_mode="x")):
+        with pytest.raises(ValueError):
+            config(**bad)
+    c = config()
+    assert BiLSTMConfig.from_dict(json.loads(c.to_json())) == c
+    with pytest.raises(ValueError, match="unknown BiLSTM config keys"):
+        BiLSTMConfig.from_dict(dict(json.loads(c.to_json()), zoneout=0.1))
+    model = BiLSTMTagger(c, quantize=True, name="b")
+    clone = BiLSTMTagger.from_config(model.get_config())
+    assert clone.config == c and clone.quantize and clone.name == "b"
+
+
+def test_mask_from_ids_equals_given_mask_and_trimming_changes_nothing():
+    x = ids()
+    model = BiLSTMTagger(config(num_layers=2))
+    mask = (x[..., 0] > 0).astype(np.int32)
+    a = model({"piece_ids": x})
+    b = model({"piece_ids": x, "token_mask": mask})
+    np.testing.assert_allclose(a["intent"].numpy(), b["intent"].numpy(), rtol=1e-5, atol=1e-6)
+    c = model({"piece_ids": x[1:, :5], "token_mask": mask[1:, :5]})
+    np.testing.assert_allclose(c["intent"].numpy(), a["intent"].numpy()[1:], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c["slots"].numpy(), a["slots"].numpy()[1:, :5], rtol=1e-4, atol=1e-5)
+
+
+def test_set_quantize_reaches_the_lstm():
+    model = BiLSTMTagger(config())
+    model({"piece_ids": ids()})
+    set_quantize(model, True)
+    assert model.lstms[0].quantize and model.lstms[0].sum_forward.quantize
+    assert model.embedding_quant.quantize and model.slot_head.quantize
+
+
+TINY = ["--model=bilstm", "--dataset=demo", "--languages=en,de", "--wordpiece_vocab_size=300",
+        "--embedding_dim=32", "--state_dim=16", "--max_seq_len=16", "--batch_size=32",
+        "--epochs=4", "--qat_epochs=1", "--learning_rate=0.01", "--warmup_steps=2",
+        "--progress=false"]
+
+
+def run(module, *args, ok=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert (r.returncode == 0) == ok, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
+def test_cli_train_export_predict(tmp_path):
+    model_dir = str(tmp_path / "m")
+    out = run("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
+    spec = json.load(open(os.path.join(model_dir, "model.json"), encoding="utf-8"))
+    assert spec["model_type"] == "bilstm" and spec["input"] == "piece_ids"
+    assert spec["config"]["vocab_size"] > 100  # the learned WordPiece vocabulary + 2
+    done = json.loads(out.split("prado-train: done ", 1)[1].splitlines()[0])
+    assert done["dev_intent_accuracy"] > 0.8, done
+    tflite = os.path.join(model_dir, "m.tflite")
+    out = run("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
+              "--calibration_examples=64", "--parity_examples=200",
+              # 200 examples of a 4-epoch model: one flipped example is 0.5 points.
+              "--max_exact_match_drop=3")
+    assert "int8 builtin ops only: yes" in out
+    report = check_builtin_int8(tflite)
+    assert report.ok and "GATHER" in report.op_counts, report.violations
+    parity = json.load(open(tflite + ".json", encoding="utf-8"))["parity"]
+    assert parity["exact_match_drop"] <= 3.0 and parity["intent_agreement"] >= 0.97, parity
+    from prado_tiny.predictor import Predictor
+    p = Predictor(tflite)  # loads with the stock interpreter and its default delegate
+    assert read_metadata(tflite)["input"] == "piece_ids"
+    r = p.predict("wake me up at 7 am")
+    assert r.intent in read_metadata(tflite)["labels"]["intents"]
+    assert p.predict("Weck mich um 7 Uhr").intent
+    # Without a WordPiece vocabulary a BiLSTM cannot embed anything: a clear usage error.
+    out = run("prado_tiny.train_main", f"--model_dir={tmp_path / 'x'}", *TINY,
+              "--wordpiece_vocab_size=0", ok=False)
+    assert "needs --wordpiece_vocab_size > 0" in out
