@@ -13,6 +13,8 @@ Runs (development splits; MTOP's is called `eval`; the test splits are withheld)
   mtop_base, mtop_xsmall    one model for MTOP's six languages
   mtop_base_dropout03       mtop_base with --dropout=0.3
   mtop_pqrnn                pQRNN (configs/pqrnn.flags, twice Base's parameters) on MTOP
+  mtop_transformer          the transformer baseline at pQRNN's parameter count
+  mtop_bilstm               the BiLSTM baseline with WordPiece embeddings
   multiatis_joint           MultiATIS++ nine languages, a#b intents as joint classes
   multiatis_multi           the same with one sigmoid per atomic intent (--intent_mode=multi_label)
   atis, snips               English
@@ -39,6 +41,12 @@ RUNS = {
     "mtop_pqrnn": (["configs/pqrnn.flags", "configs/mtop.flags"],
                    ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                     "--warmup_steps=300"], "mtop", "eval"),
+    "mtop_transformer": (["configs/transformer.flags", "configs/mtop.flags"],
+                         ["--epochs=15", "--qat_epochs=2", "--patience=4", "--learning_rate=1e-3",
+                          "--warmup_steps=300"], "mtop", "eval"),
+    "mtop_bilstm": (["configs/bilstm.flags", "configs/mtop.flags"],
+                    ["--epochs=15", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3",
+                     "--warmup_steps=300"], "mtop", "eval"),
     "mtop_xsmall": (["configs/pnlp_mixer_xsmall.flags", "configs/mtop.flags"],
                     ["--epochs=12", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "multiatis_joint": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],

@@ -27,10 +27,10 @@ flags.DEFINE_string("model_dir", None, "Where checkpoints, vocabularies and logs
 flags.DEFINE_string("dev_split", "dev", "Development split for early stopping ('' = none).")
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
 # Model.
-flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn", "bilstm"],
+flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn", "bilstm", "transformer"],
                   "Model type: pnlp_mixer (MinHash projection over WordPiece pieces, MLP-Mixer), "
-                  "pqrnn (ternary projection over whole tokens, bidirectional QRNN) or bilstm "
-                  "(the baseline: WordPiece embeddings, bidirectional LSTM).")
+                  "pqrnn (ternary projection over whole tokens, bidirectional QRNN), or the "
+                  "baselines with WordPiece embeddings: bilstm, transformer.")
 flags.DEFINE_integer("max_seq_len", 64, "Tokens per example; longer ones are cut (counted).")
 flags.DEFINE_integer("num_hashes", 64, "MinHash fingerprint length H (1..127).")
 flags.DEFINE_integer("ngram_size", 3, "Character n-gram size of the MinHash projection.")
@@ -42,7 +42,10 @@ flags.DEFINE_integer("num_layers", 2, "Mixer blocks, or bidirectional QRNN layer
 flags.DEFINE_integer("num_features", 512, "pqrnn: ternary projection features per token.")
 flags.DEFINE_integer("state_dim", 128, "pqrnn, bilstm: recurrent state size per direction.")
 flags.DEFINE_integer("kernel_width", 3, "pqrnn: width of the QRNN gate convolution.")
-flags.DEFINE_integer("embedding_dim", 128, "bilstm: WordPiece embedding size.")
+flags.DEFINE_integer("embedding_dim", 128, "bilstm, transformer: WordPiece embedding size (the "
+                     "transformer's width).")
+flags.DEFINE_integer("num_heads", 4, "transformer: attention heads.")
+flags.DEFINE_integer("ff_dim", 512, "transformer: feed-forward hidden size.")
 flags.DEFINE_float("zoneout", 0.0, "pqrnn: zoneout probability of the first QRNN layer; layer i "
                    "uses zoneout^(i+1).")
 flags.DEFINE_integer("token_mlp_dim", 0, "Token-mixing MLP hidden size (0 = max_seq_len).")
@@ -146,10 +149,13 @@ def _lock(model_dir: str) -> None:
     _LOCK = f
 
 
+EMBEDDING_MODELS = ("bilstm", "transformer")
+
+
 def input_form() -> str:
     """pNLP-Mixer hashes WordPiece pieces (unless --wordpiece_vocab_size=0), pQRNN whole tokens;
     the BiLSTM baseline looks pieces up in its embedding table."""
-    if FLAGS.model == "bilstm":
+    if FLAGS.model in EMBEDDING_MODELS:
         return "piece_ids"
     if FLAGS.model == "pqrnn":
         return "codepoints"
@@ -166,6 +172,11 @@ def model_config() -> dict:
         return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,
                 "state_dim": FLAGS.state_dim, "num_layers": FLAGS.num_layers,
                 "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode}
+    if FLAGS.model == "transformer":
+        return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,
+                "num_heads": FLAGS.num_heads, "ff_dim": FLAGS.ff_dim,
+                "num_layers": FLAGS.num_layers, "dropout": FLAGS.dropout,
+                "intent_mode": FLAGS.intent_mode}
     if FLAGS.model == "pqrnn":
         return {"max_seq_len": FLAGS.max_seq_len, "num_features": FLAGS.num_features,
                 "seed": FLAGS.seed, "bottleneck_dim": FLAGS.hidden_dim,
@@ -209,9 +220,9 @@ def main(argv):
     del argv
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
-    if FLAGS.model == "bilstm" and FLAGS.wordpiece_vocab_size < 1:
-        raise app.UsageError("--model=bilstm embeds WordPiece pieces: it needs "
-                             "--wordpiece_vocab_size > 0")
+    if FLAGS.model in EMBEDDING_MODELS and FLAGS.wordpiece_vocab_size < 1:
+        raise app.UsageError(f"--model={FLAGS.model} embeds WordPiece pieces: it needs "
+                             f"--wordpiece_vocab_size > 0")
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up

@@ -100,7 +100,7 @@ class BiLSTMTagger(QuantizeSwitch, keras.Model):
         self.config = config
         self._quantize = q = bool(quantize)
         c = config
-        self.embedding = PieceEmbedding(c.vocab_size, c.embedding_dim, name="embedding")
+        self.embedding = PieceEmbedding(c.vocab_size, c.embedding_dim, quantize=q, name="embedding")
         self.embedding_quant = FakeQuant(q, name="embedding_quant")
         self.lstms = [BiLSTM(c.state_dim, quantize=q, name=f"bilstm_{i}")
                       for i in range(c.num_layers)]
@@ -110,7 +110,7 @@ class BiLSTMTagger(QuantizeSwitch, keras.Model):
         self.slot_head = QuantDense(c.num_slot_tags, quantize=q, name="slot_head")
 
     def _quantized_layers(self):
-        return [self.embedding_quant, *self.lstms, self.pool, self.intent_head, self.slot_head]
+        return [self.embedding, self.embedding_quant, *self.lstms, self.pool, self.intent_head, self.slot_head]
 
     def call(self, inputs, training=None):
         ids = tf.cast(inputs["piece_ids"], tf.int32)
@@ -118,7 +118,7 @@ class BiLSTMTagger(QuantizeSwitch, keras.Model):
             mask = tf.cast(inputs["token_mask"], self.compute_dtype)[..., None]
         else:
             mask = exact_int8(tf.minimum(ids[..., 0], 1))[..., None]  # no float op in int8
-        x = self.embedding_quant(self.embedding(ids), training=training)
+        x = self.embedding_quant(self.embedding(ids, training=training), training=training)
         x = self.dropout(x, training=training) * mask
         for lstm in self.lstms:
             x = self.dropout(lstm(x, mask, training=training), training=training)

@@ -32,8 +32,9 @@ def model_types() -> Dict[str, Any]:
     from prado_tiny.models.pnlp_mixer import PNLPMixer, PNLPMixerConfig
     from prado_tiny.models.bilstm import BiLSTMConfig, BiLSTMTagger
     from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
+    from prado_tiny.models.transformer import TransformerConfig, TransformerTagger
     return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer), "pqrnn": (PQRNNConfig, PQRNN),
-            "bilstm": (BiLSTMConfig, BiLSTMTagger)}
+            "bilstm": (BiLSTMConfig, BiLSTMTagger), "transformer": (TransformerConfig, TransformerTagger)}
 
 
 def input_name(spec: Dict[str, Any]) -> str:
