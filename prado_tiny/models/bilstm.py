@@ -14,23 +14,21 @@ Quantization-aware like the projection models (`--qat_epochs`); `prado-export` m
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import tensorflow as tf
 import tf_keras as keras
 
 from prado_tiny.layers.attention_pooling import AttentionPooling
-from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
+from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.lstm import BiLSTM
 from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.piece_embedding import PieceEmbedding
 from prado_tiny.layers.quant_dense import QuantDense
-
-INTENT_MODES = ("joint", "multi_label")
+from prado_tiny.models.base import JointModel, ModelConfig
 
 
 @dataclasses.dataclass
-class BiLSTMConfig:
+class BiLSTMConfig(ModelConfig):
     """Every hyper-parameter of the BiLSTM baseline; saved as JSON in the model folder.
 
     Attributes:
@@ -54,29 +52,17 @@ class BiLSTMConfig:
     dropout: float = 0.1
     intent_mode: str = "joint"
 
-    def __post_init__(self):
-        if self.intent_mode not in INTENT_MODES:
-            raise ValueError(f"intent_mode must be one of {INTENT_MODES}, got {self.intent_mode!r}")
-        for name in ("num_intents", "num_slot_tags", "max_seq_len", "embedding_dim", "state_dim",
-                     "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    MODEL_NAME = "BiLSTM"
+    POSITIVE = ("embedding_dim", "state_dim", "num_layers")
+
+    def validate(self) -> None:
+        super().validate()
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3, got {self.vocab_size}")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BiLSTMConfig":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown BiLSTM config keys: {sorted(unknown)}")
-        return cls(**d)
-
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class BiLSTMTagger(QuantizeSwitch, keras.Model):
+class BiLSTMTagger(JointModel):
     """The BiLSTM joint intent and slot model.
 
     Args:
@@ -93,13 +79,11 @@ class BiLSTMTagger(QuantizeSwitch, keras.Model):
     (TensorShape([2, 5]), TensorShape([2, 16, 7]))
     """
 
+    CONFIG_CLASS = BiLSTMConfig
+
     def __init__(self, config, quantize: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = BiLSTMConfig.from_dict(config)
-        self.config = config
-        self._quantize = q = bool(quantize)
-        c = config
+        super().__init__(config, quantize, **kwargs)
+        c, q = self.config, self._quantize
         self.embedding = PieceEmbedding(c.vocab_size, c.embedding_dim, quantize=q, name="embedding")
         self.embedding_quant = FakeQuant(q, name="embedding_quant")
         self.lstms = [BiLSTM(c.state_dim, quantize=q, name=f"bilstm_{i}")
@@ -124,11 +108,3 @@ class BiLSTMTagger(QuantizeSwitch, keras.Model):
             x = self.dropout(lstm(x, mask, training=training), training=training)
         return {"intent": self.intent_head(self.pool(x, mask, training=training), training=training),
                 "slots": self.slot_head(x, training=training)}
-
-    def get_config(self):
-        return {"config": dataclasses.asdict(self.config), "quantize": self._quantize,
-                "name": self.name}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)

@@ -20,7 +20,6 @@ per atomic intent (sigmoid) instead of per joint label (softmax).
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Optional
 
 import tensorflow as tf
@@ -28,16 +27,15 @@ import tf_keras as keras
 
 from prado_tiny.layers.attention_pooling import AttentionPooling
 from prado_tiny.layers.bloom_bottleneck import BloomBottleneck
-from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
+from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.mixer_block import MixerBlock
 from prado_tiny.layers.quant_dense import QuantDense
-
-INTENT_MODES = ("joint", "multi_label")
+from prado_tiny.models.base import JointModel, ModelConfig
 
 
 @dataclasses.dataclass
-class PNLPMixerConfig:
+class PNLPMixerConfig(ModelConfig):
     """Every hyper-parameter of a pNLP-Mixer; saved as JSON in the model folder.
 
     Attributes:
@@ -67,29 +65,17 @@ class PNLPMixerConfig:
     dropout: float = 0.0
     intent_mode: str = "joint"
 
-    def __post_init__(self):
-        if self.intent_mode not in INTENT_MODES:
-            raise ValueError(f"intent_mode must be one of {INTENT_MODES}, got {self.intent_mode!r}")
-        for name in ("num_intents", "num_slot_tags", "max_seq_len", "hidden_dim", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    MODEL_NAME = "pNLP-Mixer"
+    POSITIVE = ("hidden_dim", "num_layers")
+
+    def validate(self) -> None:
+        super().validate()
         self.token_mlp_dim = self.token_mlp_dim or self.max_seq_len
         self.channel_mlp_dim = self.channel_mlp_dim or self.hidden_dim
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PNLPMixerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown pNLP-Mixer config keys: {sorted(unknown)}")
-        return cls(**d)
-
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class PNLPMixer(QuantizeSwitch, keras.Model):
+class PNLPMixer(JointModel):
     """The pNLP-Mixer joint intent and slot model.
 
     Args:
@@ -106,13 +92,11 @@ class PNLPMixer(QuantizeSwitch, keras.Model):
     (TensorShape([2, 5]), TensorShape([2, 16, 7]))
     """
 
+    CONFIG_CLASS = PNLPMixerConfig
+
     def __init__(self, config, quantize: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = PNLPMixerConfig.from_dict(config)
-        self.config = config
-        self._quantize = bool(quantize)
-        c, q = config, self._quantize
+        super().__init__(config, quantize, **kwargs)
+        c, q = self.config, self._quantize
         self.bottleneck = BloomBottleneck(c.hidden_dim, c.bloom_size, c.window, quantize=q,
                                           name="bottleneck")
         self.blocks = [MixerBlock(c.max_seq_len, c.token_mlp_dim, c.channel_mlp_dim, c.dropout,
@@ -158,14 +142,6 @@ class PNLPMixer(QuantizeSwitch, keras.Model):
         x = self.head_dropout(x, training=training)
         return {"intent": self.intent_head(pooled, training=training),
                 "slots": self.slot_head(x, training=training)}
-
-    def get_config(self):
-        return {"config": dataclasses.asdict(self.config), "quantize": self._quantize,
-                "name": self.name}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)
 
 
 def export_model(model: keras.Model, input_shape, batch_size: int = 1,

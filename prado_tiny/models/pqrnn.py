@@ -23,22 +23,20 @@ Both give the same outputs (a test checks it). Outputs: `{"intent": [B, num_inte
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import tensorflow as tf
 import tf_keras as keras
 
 from prado_tiny.layers.attention_pooling import AttentionPooling
-from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
+from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.qrnn import QRNN
 from prado_tiny.layers.quant_dense import QuantDense
-
-INTENT_MODES = ("joint", "multi_label")
+from prado_tiny.models.base import JointModel, ModelConfig
 
 
 @dataclasses.dataclass
-class PQRNNConfig:
+class PQRNNConfig(ModelConfig):
     """Every hyper-parameter of a pQRNN; saved as JSON in the model folder.
 
     Attributes:
@@ -67,30 +65,17 @@ class PQRNNConfig:
     dropout: float = 0.0
     intent_mode: str = "joint"
 
-    def __post_init__(self):
-        if self.intent_mode not in INTENT_MODES:
-            raise ValueError(f"intent_mode must be one of {INTENT_MODES}, got {self.intent_mode!r}")
-        for name in ("num_intents", "num_slot_tags", "max_seq_len", "num_features",
-                     "bottleneck_dim", "state_dim", "num_layers", "kernel_width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    MODEL_NAME = "pQRNN"
+    POSITIVE = ("num_features", "bottleneck_dim", "state_dim", "num_layers", "kernel_width")
+
+    def validate(self) -> None:
+        super().validate()
         if not 0.0 <= self.zoneout < 1.0:
             raise ValueError(f"zoneout must be in [0, 1), got {self.zoneout}")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PQRNNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown pQRNN config keys: {sorted(unknown)}")
-        return cls(**d)
-
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
-class PQRNN(QuantizeSwitch, keras.Model):
+class PQRNN(JointModel):
     """The pQRNN joint intent and slot model.
 
     Args:
@@ -107,13 +92,11 @@ class PQRNN(QuantizeSwitch, keras.Model):
     (TensorShape([2, 5]), TensorShape([2, 16, 7]))
     """
 
+    CONFIG_CLASS = PQRNNConfig
+
     def __init__(self, config, quantize: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = PQRNNConfig.from_dict(config)
-        self.config = config
-        self._quantize = bool(quantize)
-        c, q = config, self._quantize
+        super().__init__(config, quantize, **kwargs)
+        c, q = self.config, self._quantize
         self.bottleneck = QuantDense(c.bottleneck_dim, activation="relu", quantize=q,
                                      name="bottleneck")
         self.masked_quant = FakeQuant(q, name="masked_quant")
@@ -157,11 +140,3 @@ class PQRNN(QuantizeSwitch, keras.Model):
         pooled = self.pool(x, mask, training=training)
         return {"intent": self.intent_head(pooled, training=training),
                 "slots": self.slot_head(x, training=training)}
-
-    def get_config(self):
-        return {"config": dataclasses.asdict(self.config), "quantize": self._quantize,
-                "name": self.name}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        return cls(**config)
