@@ -15,6 +15,9 @@ Runs (development splits; MTOP's is called `eval`; the test splits are withheld)
   mtop_pqrnn                pQRNN (configs/pqrnn.flags, twice Base's parameters) on MTOP
   mtop_transformer          the transformer baseline at pQRNN's parameter count
   mtop_bilstm               the BiLSTM baseline with WordPiece embeddings
+  mtop_base_from_pqrnn      mtop_base distilled from mtop_pqrnn (run that first): the teacher's
+                            logits on the training split (prado-eval --teacher_out), then
+                            prado-train --teacher
   multiatis_joint           MultiATIS++ nine languages, a#b intents as joint classes
   multiatis_multi           the same with one sigmoid per atomic intent (--intent_mode=multi_label)
   atis, snips               English
@@ -47,6 +50,10 @@ RUNS = {
     "mtop_bilstm": (["configs/bilstm.flags", "configs/mtop.flags"],
                     ["--epochs=15", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3",
                      "--warmup_steps=300"], "mtop", "eval"),
+    "mtop_base_from_pqrnn": (["configs/pnlp_mixer_base.flags", "configs/mtop.flags"],
+                             ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
+                              "--warmup_steps=300", "--distill_alpha=0.5",
+                              "--distill_temperature=2"], "mtop", "eval", "mtop_pqrnn"),
     "mtop_xsmall": (["configs/pnlp_mixer_xsmall.flags", "configs/mtop.flags"],
                     ["--epochs=12", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3", "--warmup_steps=300"], "mtop", "eval"),
     "multiatis_joint": (["configs/pnlp_mixer_base.flags", "configs/multiatis.flags"],
@@ -80,11 +87,21 @@ def run(cmd, log):
 
 
 def one(name, out_dir, datasets):
-    flagfiles, extra, dataset, split = RUNS[name]
+    flagfiles, extra, dataset, split, *teacher = RUNS[name]
     model_dir = os.path.join(out_dir, name)
     data_dir = os.path.join(datasets, dataset)
     log = os.path.join(out_dir, name + ".log")
     os.makedirs(out_dir, exist_ok=True)
+    if teacher:
+        # The teacher's logits on the training split, once (its model folder: Keras logits).
+        teacher_dir = os.path.join(out_dir, teacher[0])
+        if not os.path.isdir(teacher_dir):
+            raise SystemExit(f"{name} distils from {teacher[0]}: run that first ({teacher_dir})")
+        teacher_file = os.path.join(out_dir, teacher[0] + ".teacher.jsonl")
+        if not os.path.exists(teacher_file):
+            run([tool("prado-eval"), f"--model={teacher_dir}", f"--dataset={dataset}",
+                 f"--data_dir={data_dir}", "--split=train", f"--teacher_out={teacher_file}"], log)
+        extra = extra + [f"--teacher={teacher_file}"]
     t0 = time.time()
     run([tool("prado-train")] + [f"--flagfile={f}" for f in flagfiles]
         + [f"--model_dir={model_dir}", f"--data_dir={data_dir}"] + extra + COMMON, log)

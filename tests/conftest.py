@@ -28,6 +28,18 @@ TINY_TRAIN_FLAGS = ["--dataset=demo", "--languages=en,th", "--hidden_dim=16", "-
                     "--learning_rate=0.01", "--warmup_steps=2"]
 
 
+def run_module(module, *args, ok=True, timeout=900):
+    """Runs `python -m module args` as a user would; asserts its exit status (0 when `ok`) and
+    returns stdout + stderr."""
+    import subprocess
+    import sys
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    assert (r.returncode == 0) == ok, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
     """-> (model folder, .tflite path, prado-export stdout) of a tiny en+th demo model."""

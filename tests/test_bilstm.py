@@ -2,17 +2,16 @@
 prado-train --model=bilstm -> prado-export (int8, builtin ops) -> Predictor."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from prado_tiny.export.inspect import check_builtin_int8
 from prado_tiny.export.metadata import read_metadata
 from prado_tiny.layers.fake_quant import set_quantize
 from prado_tiny.models.bilstm import BiLSTMConfig, BiLSTMTagger
+
+from conftest import run_module
 
 T = 8
 
@@ -72,24 +71,18 @@ TINY = ["--model=bilstm", "--dataset=demo", "--languages=en,de", "--wordpiece_vo
         "--progress=false"]
 
 
-def run(module, *args, ok=True):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                       env=env, timeout=900)
-    assert (r.returncode == 0) == ok, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout + r.stderr
 
 
 def test_cli_train_export_predict(tmp_path):
     model_dir = str(tmp_path / "m")
-    out = run("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
+    out = run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
     spec = json.load(open(os.path.join(model_dir, "model.json"), encoding="utf-8"))
     assert spec["model_type"] == "bilstm" and spec["input"] == "piece_ids"
     assert spec["config"]["vocab_size"] > 100  # the learned WordPiece vocabulary + 2
     done = json.loads(out.split("prado-train: done ", 1)[1].splitlines()[0])
     assert done["dev_intent_accuracy"] > 0.8, done
     tflite = os.path.join(model_dir, "m.tflite")
-    out = run("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
+    out = run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
               "--calibration_examples=64", "--parity_examples=200",
               # 200 examples of a 4-epoch model: one flipped example is 0.5 points.
               "--max_exact_match_drop=3")
@@ -105,6 +98,6 @@ def test_cli_train_export_predict(tmp_path):
     assert r.intent in read_metadata(tflite)["labels"]["intents"]
     assert p.predict("Weck mich um 7 Uhr").intent
     # Without a WordPiece vocabulary a BiLSTM cannot embed anything: a clear usage error.
-    out = run("prado_tiny.train_main", f"--model_dir={tmp_path / 'x'}", *TINY,
+    out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'x'}", *TINY,
               "--wordpiece_vocab_size=0", ok=False)
     assert "needs --wordpiece_vocab_size > 0" in out

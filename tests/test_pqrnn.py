@@ -2,8 +2,6 @@
 prado-train -> prado-export -> prado-eval -> Predictor path of a tiny pQRNN on the demo data."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,8 @@ from prado_tiny.layers.fake_quant import set_quantize
 from prado_tiny.layers.ternary_projection import TernaryFeaturizer
 from prado_tiny.models.pnlp_mixer import export_model
 from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
+
+from conftest import run_module
 
 T, F = 8, 64
 TEXTS = ["set an alarm for 7 am", "what's the weather in Zürich tomorrow",
@@ -141,20 +141,14 @@ TINY = ["--model=pqrnn", "--dataset=demo", "--languages=en,th", "--num_features=
         "--learning_rate=0.01", "--warmup_steps=2", "--progress=false", "--distortion=0.05"]
 
 
-def run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                       env=env, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("pqrnn") / "model")
-    train_out = run("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
+    train_out = run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
     tflite = os.path.join(model_dir, "m.tflite")
-    export_out = run("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
+    export_out = run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
                      "--calibration_examples=64", "--parity_examples=200",
                      # 200 examples of a 4-epoch model: one flipped example is 0.5 points.
                      "--max_exact_match_drop=3")
@@ -197,7 +191,7 @@ def test_predictor_and_eval_on_the_exported_pqrnn(trained, tmp_path):
     assert r.intent in read_metadata(tflite)["labels"]["intents"] and 0 < r.intent_score <= 1
     assert p.predict("ตั้งนาฬิกาปลุก 7 โมง").intent  # Thai
     metrics = tmp_path / "m.json"
-    out = run("prado_tiny.eval_main", f"--model={tflite}", "--dataset=demo", "--split=dev",
+    out = run_module("prado_tiny.eval_main", f"--model={tflite}", "--dataset=demo", "--split=dev",
               "--languages=en,th", f"--metrics_out={metrics}")
     assert "en" in out and "th" in out
     doc = json.loads(metrics.read_text(encoding="utf-8"))

@@ -2,8 +2,6 @@
 plus prado-eval --teacher_out feeding prado-train --teacher on the command line."""
 import json
 import os
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -17,7 +15,7 @@ from prado_tiny.data.token_features import TokenFeatureSet, encode_labels
 from prado_tiny.data.vocab import LabelVocab
 from prado_tiny.trainer import Trainer, TrainConfig
 
-from conftest import TINY_TRAIN_FLAGS
+from conftest import TINY_TRAIN_FLAGS, run_module
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +99,7 @@ def test_token_mismatch_names_file_and_line(tmp_path, examples):
     doc["tokens"][0] = doc["tokens"][0] + "x"
     lines[3] = json.dumps(doc, ensure_ascii=False)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(TeacherError, match=rf"t\.jsonl:4: tokens .* differ"):
+    with pytest.raises(TeacherError, match=r"t\.jsonl:4: tokens .* differ"):
         soft_targets(TeacherOutputs.load(str(path)), examples, lengths_of(examples), vocab, 1.0)
 
 
@@ -169,35 +167,29 @@ def test_distillation_loss(tmp_path, examples):
     np.testing.assert_allclose(losses(0.5, 2.0, no_teacher, out), gold, rtol=1e-6)
 
 
-def run(module, *args, ok=True):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                       env=env, timeout=900)
-    assert (r.returncode == 0) == ok, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout + r.stderr
 
 
 def test_cli_eval_writes_a_teacher_that_train_reads(tiny_export, tmp_path):
     model_dir, tflite, _ = tiny_export
     teacher = str(tmp_path / "teacher.jsonl")
-    out = run("prado_tiny.eval_main", f"--model={tflite}", "--dataset=demo", "--split=train",
+    out = run_module("prado_tiny.eval_main", f"--model={tflite}", "--dataset=demo", "--split=train",
               "--languages=en,th", f"--teacher_out={teacher}")
     assert "teacher outputs of" in out
     header = json.loads(open(teacher, encoding="utf-8").readline())
     assert header["format"] == "prado-teacher" and header["intents"][0] == "<unk>"
     student = str(tmp_path / "student")
-    out = run("prado_tiny.train_main", f"--model_dir={student}", f"--teacher={teacher}",
+    out = run_module("prado_tiny.train_main", f"--model_dir={student}", f"--teacher={teacher}",
               "--distill_alpha=0.3", "--distill_temperature=3", *TINY_TRAIN_FLAGS)
     assert "distilling from" in out and "(alpha 0.3, temperature 3.0)" in out
     spec = json.load(open(os.path.join(student, "model.json"), encoding="utf-8"))
     assert spec["data"]["teacher"]["alpha"] == 0.3
     # Resuming with another temperature is refused, like any other changed setting.
-    out = run("prado_tiny.train_main", f"--model_dir={student}", f"--teacher={teacher}",
+    out = run_module("prado_tiny.train_main", f"--model_dir={student}", f"--teacher={teacher}",
               "--distill_alpha=0.3", "--distill_temperature=1", *TINY_TRAIN_FLAGS, ok=False)
     assert "temperature" in out
     # A teacher file of another dataset matches nothing: a clear error, not a silent gold run.
     other = tmp_path / "other.jsonl"
     other.write_text(open(teacher, encoding="utf-8").readline(), encoding="utf-8")
-    out = run("prado_tiny.train_main", f"--model_dir={tmp_path / 's2'}", f"--teacher={other}",
+    out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 's2'}", f"--teacher={other}",
               *TINY_TRAIN_FLAGS, ok=False)
     assert "holds none of the training examples" in out

@@ -2,8 +2,6 @@
 prado-train --model=transformer -> prado-export (int8, builtin ops, parity) -> Predictor."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ import pytest
 from prado_tiny.export.inspect import check_builtin_int8
 from prado_tiny.export.metadata import read_metadata
 from prado_tiny.models.transformer import TransformerConfig, TransformerTagger
+
+from conftest import run_module
 
 T = 8
 
@@ -46,17 +46,11 @@ def test_mask_from_ids_and_trimmed_batch():
     np.testing.assert_allclose(b["slots"].numpy(), a["slots"].numpy()[1:, :5], rtol=1e-4, atol=1e-5)
 
 
-def run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                       env=env, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout
 
 
 def test_cli_train_export_predict(tmp_path):
     model_dir = str(tmp_path / "m")
-    out = run("prado_tiny.train_main", f"--model_dir={model_dir}", "--model=transformer",
+    out = run_module("prado_tiny.train_main", f"--model_dir={model_dir}", "--model=transformer",
               "--dataset=demo", "--languages=en,hi", "--wordpiece_vocab_size=300",
               "--embedding_dim=32", "--num_heads=2", "--ff_dim=64", "--num_layers=1",
               "--max_seq_len=16", "--batch_size=32", "--epochs=4", "--qat_epochs=1",
@@ -64,7 +58,7 @@ def test_cli_train_export_predict(tmp_path):
     done = json.loads(out.split("prado-train: done ", 1)[1].splitlines()[0])
     assert done["dev_intent_accuracy"] > 0.8, done
     tflite = os.path.join(model_dir, "m.tflite")
-    out = run("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
+    out = run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
               "--calibration_examples=64", "--parity_examples=200", "--max_exact_match_drop=3")
     report = check_builtin_int8(tflite)
     assert report.ok and "BATCH_MATMUL" in report.op_counts and "SOFTMAX" in report.op_counts
