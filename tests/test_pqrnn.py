@@ -13,7 +13,7 @@ from prado_tiny.export.inspect import check_builtin_int8
 from prado_tiny.export.metadata import read_metadata
 from prado_tiny.layers.fake_quant import set_quantize
 from prado_tiny.layers.ternary_projection import TernaryFeaturizer
-from prado_tiny.models.pnlp_mixer import export_model
+from prado_tiny.models.base import export_model
 from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
 
 from conftest import run_module

@@ -130,7 +130,7 @@ def export(model_dir: str, output: str, calibration: Sequence[Example],
     from prado_tiny.export.inspect import check_builtin_int8
     from prado_tiny.export.metadata import embed_metadata
     from prado_tiny.models import model_dir as md
-    from prado_tiny.models.pnlp_mixer import export_model
+    from prado_tiny.models.base import export_model
 
     t0 = time.time()
     model, spec, vocab, encoder = md.load(model_dir)

@@ -1,5 +1,7 @@
-"""What every joint intent/slot model of the toolkit shares: its config dataclass behaviour and
-its Keras model plumbing (config from a dict, `quantize`, `get_config`/`from_config`).
+"""What every joint intent/slot model of the toolkit shares: its config dataclass behaviour, its
+Keras model plumbing (config from a dict, `quantize`, `get_config`/`from_config`), the
+functional model that conversion reads (`export_model`) and the token mask of the embedding
+models (`piece_token_mask`).
 
 A model module defines `XConfig(ModelConfig)` as a dataclass with `MODEL_NAME` and
 `POSITIVE` (fields that must be at least 1), and `X(JointModel)` with `CONFIG_CLASS = XConfig`;
@@ -46,6 +48,18 @@ class ModelConfig:
         return cls(**d)
 
 
+def piece_token_mask(inputs, dtype):
+    """The `[B, T, 1]` token mask of an embedding model's input: `token_mask` when given
+    (training batches), else derived from the piece ids (a token whose first piece id is 0 is
+    padding), pinned to the int8 grid so that the .tflite holds no float op."""
+    import tensorflow as tf
+
+    from prado_tiny.layers.minhash_projection import exact_int8
+    if "token_mask" in inputs:
+        return tf.cast(inputs["token_mask"], dtype)[..., None]
+    return exact_int8(tf.minimum(tf.cast(inputs["piece_ids"], tf.int32)[..., 0], 1))[..., None]
+
+
 class JointModel(QuantizeSwitch, keras.Model):
     """Base of the joint models: holds `config` (a `CONFIG_CLASS`, also given as a dict) and the
     QAT switch; serializes as `{"config", "quantize", "name"}`."""
@@ -66,3 +80,15 @@ class JointModel(QuantizeSwitch, keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+
+def export_model(model: keras.Model, input_shape, batch_size: int = 1,
+                 input_name: str = "codepoints") -> keras.Model:
+    """A functional model for conversion: int32 `input_name` `[batch_size, *input_shape]` ->
+    `(intent logits, slot logits)`, sharing `model`'s weights. Every joint model of the toolkit
+    exports this way (`codepoints` for pNLP-Mixer and pQRNN, `piece_ids` for embedding models)."""
+    inp = keras.Input(tuple(input_shape), batch_size=batch_size, dtype="int32", name=input_name)
+    out = model({input_name: inp}, training=False)
+    intent = keras.layers.Activation("linear", name="intent")(out["intent"])
+    slots = keras.layers.Activation("linear", name="slots")(out["slots"])
+    return keras.Model(inp, [intent, slots], name=f"{model.name}_export")

@@ -21,10 +21,9 @@ import tf_keras as keras
 from prado_tiny.layers.attention_pooling import AttentionPooling
 from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.lstm import BiLSTM
-from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.piece_embedding import PieceEmbedding
 from prado_tiny.layers.quant_dense import QuantDense
-from prado_tiny.models.base import JointModel, ModelConfig
+from prado_tiny.models.base import JointModel, ModelConfig, piece_token_mask
 
 
 @dataclasses.dataclass
@@ -98,10 +97,7 @@ class BiLSTMTagger(JointModel):
 
     def call(self, inputs, training=None):
         ids = tf.cast(inputs["piece_ids"], tf.int32)
-        if "token_mask" in inputs:
-            mask = tf.cast(inputs["token_mask"], self.compute_dtype)[..., None]
-        else:
-            mask = exact_int8(tf.minimum(ids[..., 0], 1))[..., None]  # no float op in int8
+        mask = piece_token_mask(inputs, self.compute_dtype)
         x = self.embedding_quant(self.embedding(ids, training=training), training=training)
         x = self.dropout(x, training=training) * mask
         for lstm in self.lstms:

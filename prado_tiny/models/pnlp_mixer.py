@@ -31,7 +31,7 @@ from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.mixer_block import MixerBlock
 from prado_tiny.layers.quant_dense import QuantDense
-from prado_tiny.models.base import JointModel, ModelConfig
+from prado_tiny.models.base import JointModel, ModelConfig, export_model  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass
@@ -142,15 +142,3 @@ class PNLPMixer(JointModel):
         x = self.head_dropout(x, training=training)
         return {"intent": self.intent_head(pooled, training=training),
                 "slots": self.slot_head(x, training=training)}
-
-
-def export_model(model: keras.Model, input_shape, batch_size: int = 1,
-                 input_name: str = "codepoints") -> keras.Model:
-    """A functional model for conversion: int32 `input_name` `[batch_size, *input_shape]` ->
-    `(intent logits, slot logits)`, sharing `model`'s weights. Every joint model of the toolkit
-    exports this way (`codepoints` for pNLP-Mixer and pQRNN, `piece_ids` for embedding models)."""
-    inp = keras.Input(tuple(input_shape), batch_size=batch_size, dtype="int32", name=input_name)
-    out = model({input_name: inp}, training=False)
-    intent = keras.layers.Activation("linear", name="intent")(out["intent"])
-    slots = keras.layers.Activation("linear", name="slots")(out["slots"])
-    return keras.Model(inp, [intent, slots], name=f"{model.name}_export")

@@ -20,11 +20,10 @@ import tf_keras as keras
 
 from prado_tiny.layers.attention_pooling import AttentionPooling
 from prado_tiny.layers.fake_quant import FakeQuant
-from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.piece_embedding import PieceEmbedding
 from prado_tiny.layers.quant_dense import QuantDense
 from prado_tiny.layers.transformer_block import TransformerBlock
-from prado_tiny.models.base import JointModel, ModelConfig
+from prado_tiny.models.base import JointModel, ModelConfig, piece_token_mask
 
 
 @dataclasses.dataclass
@@ -112,10 +111,7 @@ class TransformerTagger(JointModel):
 
     def call(self, inputs, training=None):
         ids = tf.cast(inputs["piece_ids"], tf.int32)
-        if "token_mask" in inputs:
-            mask = tf.cast(inputs["token_mask"], self.compute_dtype)[..., None]
-        else:
-            mask = exact_int8(tf.minimum(ids[..., 0], 1))[..., None]  # no float op in int8
+        mask = piece_token_mask(inputs, self.compute_dtype)
         t = ids.shape[1]
         positions = self.positions if t == self.config.max_seq_len else self.positions[:tf.shape(ids)[1]]
         # Embeddings times sqrt(width), as Vaswani et al.: LayerNorm's int8 ranges are shared with
