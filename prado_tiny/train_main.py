@@ -44,6 +44,13 @@ flags.DEFINE_integer("state_dim", 128, "pqrnn, bilstm: recurrent state size per 
 flags.DEFINE_integer("kernel_width", 3, "pqrnn: width of the QRNN gate convolution.")
 flags.DEFINE_integer("embedding_dim", 128, "bilstm, transformer: WordPiece embedding size (the "
                      "transformer's width).")
+flags.DEFINE_enum("embedding", "table", ["table", "codes"],
+                  "bilstm: `table`, one vector per WordPiece piece; `codes`, the table compressed "
+                  "into compositional codes learned with the task (frozen when QAT starts).")
+flags.DEFINE_integer("num_codebooks", 8, "bilstm --embedding=codes: M, codewords summed per piece.")
+flags.DEFINE_integer("codebook_size", 16, "bilstm --embedding=codes: K, codewords per codebook "
+                     "(2-256; K=16 packs two codes per byte).")
+flags.DEFINE_float("code_temperature", 1.0, "bilstm --embedding=codes: Gumbel-softmax temperature.")
 flags.DEFINE_integer("num_heads", 4, "transformer: attention heads.")
 flags.DEFINE_integer("ff_dim", 512, "transformer: feed-forward hidden size.")
 flags.DEFINE_float("zoneout", 0.0, "pqrnn: zoneout probability of the first QRNN layer; layer i "
@@ -171,7 +178,12 @@ def model_config() -> dict:
     if FLAGS.model == "bilstm":
         return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,
                 "state_dim": FLAGS.state_dim, "num_layers": FLAGS.num_layers,
-                "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode}
+                "dropout": FLAGS.dropout, "intent_mode": FLAGS.intent_mode,
+                # Only for the compressed table, so that table folders resume unchanged.
+                **({"embedding": "codes", "num_codebooks": FLAGS.num_codebooks,
+                    "codebook_size": FLAGS.codebook_size,
+                    "code_temperature": FLAGS.code_temperature}
+                   if FLAGS.embedding == "codes" else {})}
     if FLAGS.model == "transformer":
         return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,
                 "num_heads": FLAGS.num_heads, "ff_dim": FLAGS.ff_dim,
@@ -223,6 +235,9 @@ def main(argv):
     if FLAGS.model in EMBEDDING_MODELS and FLAGS.wordpiece_vocab_size < 1:
         raise app.UsageError(f"--model={FLAGS.model} embeds WordPiece pieces: it needs "
                              f"--wordpiece_vocab_size > 0")
+    if FLAGS.embedding == "codes" and FLAGS.model != "bilstm":
+        raise app.UsageError(f"--embedding=codes compresses the BiLSTM's table: it needs "
+                             f"--model=bilstm, not {FLAGS.model}")
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up

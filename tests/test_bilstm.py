@@ -101,3 +101,38 @@ def test_cli_train_export_predict(tmp_path):
     out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'x'}", *TINY,
               "--wordpiece_vocab_size=0", ok=False)
     assert "needs --wordpiece_vocab_size > 0" in out
+
+
+def test_codes_embedding_config_and_model():
+    for bad in (dict(embedding="x"), dict(embedding="codes", codebook_size=1),
+                dict(embedding="codes", code_temperature=0.0)):
+        with pytest.raises(ValueError):
+            config(**bad)
+    model = BiLSTMTagger(config(embedding="codes", num_codebooks=4, codebook_size=4))
+    out = model({"piece_ids": ids()})
+    assert out["slots"].shape == (3, T, 7)
+    assert model.embedding.code_logits.shape == (30, 4, 4)
+    set_quantize(model, True)  # QAT starts: the codes freeze
+    assert int(model.embedding.frozen.numpy()) == 1
+
+
+def test_cli_compressed_embedding_trains_exports_and_is_smaller(tmp_path):
+    model_dir = str(tmp_path / "c")
+    run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY, "--embedding=codes",
+               "--num_codebooks=4", "--codebook_size=16")
+    spec = json.load(open(os.path.join(model_dir, "model.json"), encoding="utf-8"))
+    assert spec["config"]["embedding"] == "codes" and spec["config"]["num_codebooks"] == 4
+    tflite = os.path.join(model_dir, "c.tflite")
+    run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
+               "--calibration_examples=32", "--parity_examples=200", "--max_exact_match_drop=3")
+    report = check_builtin_int8(tflite)
+    assert report.ok and "FLOOR_MOD" in report.op_counts, report.violations
+    from ai_edge_litert.interpreter import Interpreter
+    vocab = spec["config"]["vocab_size"]
+    shapes = {tuple(d["shape"]): d["dtype"] for d in Interpreter(tflite).get_tensor_details()}
+    assert shapes.get((vocab, 2)) == np.uint8 and (vocab, 32) not in shapes  # codes, no table
+    from prado_tiny.predictor import Predictor
+    assert Predictor(tflite).predict("wake me up at 7 am").intent
+    out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'x'}", *TINY,
+                     "--model=transformer", "--embedding=codes", ok=False)
+    assert "needs --model=bilstm" in out

@@ -9,7 +9,8 @@ split of every language); a token is the sum of its pieces (`PieceEmbedding`).
 Input: `{"piece_ids": int32 [B, T, P]}` (`TextEncoder.encode_piece_ids`), plus `token_mask` in
 training (derived from the ids otherwise). The exported .tflite takes the same ids: an app splits
 tokens with the WordPiece vocabulary embedded in the file's metadata and looks the pieces up.
-Quantization-aware like the projection models (`--qat_epochs`); `prado-export` makes it int8.
+With `embedding="codes"` the table is compressed into compositional codes learned jointly
+with the task (`CodeEmbedding`; frozen when QAT starts). Quantization-aware like the projection models (`--qat_epochs`); `prado-export` makes it int8.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from prado_tiny.layers.attention_pooling import AttentionPooling
+from prado_tiny.layers.code_embedding import CodeEmbedding
 from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.lstm import BiLSTM
 from prado_tiny.layers.piece_embedding import PieceEmbedding
@@ -39,6 +41,10 @@ class BiLSTMConfig(ModelConfig):
       num_layers: BiLSTM layers.
       dropout: dropout on the embeddings, between layers and before the heads.
       intent_mode: `joint` or `multi_label`.
+      embedding: `table` (one learned vector per piece) or `codes` (the table compressed into
+        compositional codes learned with the task, `CodeEmbedding`).
+      num_codebooks, codebook_size, code_temperature: M, K and the Gumbel-softmax temperature
+        of the `codes` embedding.
     """
 
     num_intents: int
@@ -50,6 +56,10 @@ class BiLSTMConfig(ModelConfig):
     num_layers: int = 1
     dropout: float = 0.1
     intent_mode: str = "joint"
+    embedding: str = "table"
+    num_codebooks: int = 8
+    codebook_size: int = 16
+    code_temperature: float = 1.0
 
     MODEL_NAME = "BiLSTM"
     POSITIVE = ("embedding_dim", "state_dim", "num_layers")
@@ -58,6 +68,13 @@ class BiLSTMConfig(ModelConfig):
         super().validate()
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3, got {self.vocab_size}")
+        if self.embedding not in ("table", "codes"):
+            raise ValueError(f"embedding must be 'table' or 'codes', got {self.embedding!r}")
+        if self.embedding == "codes" and (self.num_codebooks < 1 or not 2 <= self.codebook_size <= 256
+                                          or self.code_temperature <= 0):
+            raise ValueError(f"codes need num_codebooks >= 1, codebook_size in [2, 256] and a "
+                             f"positive code_temperature, got {self.num_codebooks}, "
+                             f"{self.codebook_size}, {self.code_temperature}")
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
@@ -83,7 +100,12 @@ class BiLSTMTagger(JointModel):
     def __init__(self, config, quantize: bool = False, **kwargs):
         super().__init__(config, quantize, **kwargs)
         c, q = self.config, self._quantize
-        self.embedding = PieceEmbedding(c.vocab_size, c.embedding_dim, quantize=q, name="embedding")
+        if c.embedding == "codes":
+            self.embedding = CodeEmbedding(c.vocab_size, c.embedding_dim, c.num_codebooks,
+                                           c.codebook_size, c.code_temperature, quantize=q,
+                                           name="embedding")
+        else:
+            self.embedding = PieceEmbedding(c.vocab_size, c.embedding_dim, quantize=q, name="embedding")
         self.embedding_quant = FakeQuant(q, name="embedding_quant")
         self.lstms = [BiLSTM(c.state_dim, quantize=q, name=f"bilstm_{i}")
                       for i in range(c.num_layers)]
