@@ -35,6 +35,7 @@ setuptools.setup(
             "prado-eval=prado_tiny.eval_main:run",
             "prado-export=prado_tiny.export_main:run",
             "prado-bench=prado_tiny.bench_main:run",
+            "prado-compress=prado_tiny.compress_main:run",
         ]
     },
     package_data={"prado_tiny": ["py.typed"]},

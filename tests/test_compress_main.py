@@ -1,0 +1,66 @@
+"""Tests for prado-compress (prado_tiny.compress_main and prado_tiny.compress.report): a tiny
+reference and a tiny task-aware model on the demo data, the offline sweep, table, JSON and PNG."""
+import json
+import os
+
+import pytest
+
+from conftest import run_module
+
+TINY = ["--model=bilstm", "--dataset=demo", "--languages=en", "--wordpiece_vocab_size=300",
+        "--embedding_dim=32", "--state_dim=16", "--max_seq_len=16", "--batch_size=32",
+        "--epochs=12", "--qat_epochs=1", "--learning_rate=0.01", "--warmup_steps=2",
+        "--progress=false"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compress")
+    ref, codes = str(root / "ref"), str(root / "codes")
+    run_module("prado_tiny.train_main", f"--model_dir={ref}", *TINY)
+    run_module("prado_tiny.train_main", f"--model_dir={codes}", *TINY, "--embedding=codes",
+               "--num_codebooks=4", "--codebook_size=16")
+    return root, ref, codes
+
+
+def test_report_rows_table_and_plot(models):
+    root, ref, codes = models
+    out = str(root / "report" / "demo")
+    text = run_module("prado_tiny.compress_main", f"--reference={ref}", f"--compressed={codes}",
+                      f"--compare={ref}", "--dataset=demo", "--languages=en", "--split=dev",
+                      f"--out={out}")
+    doc = json.load(open(out + ".json", encoding="utf-8"))
+    rows = doc["rows"]
+    kinds = [r["kind"] for r in rows]
+    assert kinds[0] == "reference" and kinds.count("task_aware") == 1 and kinds[-1] == "other"
+    methods = {r["method"] for r in rows if r["kind"] == "offline"}
+    assert methods == {"int8", "product_quantization", "additive_codes", "low_rank",
+                       "magnitude_pruning", "weight_clustering"}
+    reference = rows[0]
+    v, d = json.load(open(os.path.join(ref, "model.json"), encoding="utf-8"))["config"]["vocab_size"], 32
+    assert reference["table_bytes"] == 4 * v * d
+    task = next(r for r in rows if r["kind"] == "task_aware")
+    assert task["table_bytes"] == v * 2 + 4 * 16 * 32 and task["rate"] > 0.9
+    int8 = next(r for r in rows if r["method"] == "int8")
+    # int8 alone barely moves a trained model; pruning 99% of the table must hurt more.
+    pruned = next(r for r in rows if r["setting"] == "sparsity=0.99")
+    assert abs(int8["metrics"]["exact_match"] - reference["metrics"]["exact_match"]) < 0.05
+    assert pruned["metrics"]["exact_match"] < int8["metrics"]["exact_match"]
+    # The --compare row is the reference model again: the same scores.
+    assert rows[-1]["metrics"] == reference["metrics"]
+    assert "| reference | uncompressed |" in text and "task_aware_codes" in text
+    with open(out + ".png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors(models):
+    root, ref, codes = models
+    out = run_module("prado_tiny.compress_main", f"--reference={codes}", "--dataset=demo",
+                     "--split=dev", f"--out={root / 'x'}", ok=False)
+    assert "must be an embedding-table model" in out
+    out = run_module("prado_tiny.compress_main", f"--reference={ref}", f"--compressed={ref}",
+                     "--dataset=demo", "--split=dev", f"--out={root / 'x'}", ok=False)
+    assert "not a compressed-embedding model" in out
+    out = run_module("prado_tiny.compress_main", f"--reference={root / 'nope'}", "--dataset=demo",
+                     ok=False)
+    assert "no such model folder" in out
