@@ -183,29 +183,32 @@ def main():
     ap.add_argument("--out_dir", default=os.path.join(REPO, "runs", "repro"))
     ap.add_argument("--datasets", default=os.path.join(os.path.dirname(REPO), "shared", "datasets"))
     args = ap.parse_args()
-    from prado_tiny.bench.machine import describe_machine
     out_dir = os.path.abspath(args.out_dir)
-    path = os.path.join(out_dir, "results.json")
     for name in args.runs.split(","):
         if name not in RUNS:
             raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
     for name in args.runs.split(","):
-        result = one(name, out_dir, os.path.abspath(args.datasets))
-        # Read again after the run: another invocation may have added its runs meanwhile.
-        done = {}
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                done = {r["run"]: r for r in json.load(f)["results"]}
-        done[name] = result
-        results = [done[k] for k in RUNS if k in done]
-        doc = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
-        os.makedirs(out_dir, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-        with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-            f.write(table(results))
-        print(table([done[name]]), flush=True)
+        record(name, one(name, out_dir, os.path.abspath(args.datasets)), out_dir)
 
+
+def record(name, result, out_dir):
+    """Adds one run's result to OUT_DIR/results.json and results.md; prints its table."""
+    from prado_tiny.bench.machine import describe_machine
+    path = os.path.join(out_dir, "results.json")
+    # Read again after the run: another invocation may have added its runs meanwhile.
+    done = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            done = {r["run"]: r for r in json.load(f)["results"]}
+    done[name] = result
+    results = [done[k] for k in RUNS if k in done]
+    doc = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(table(results))
+    print(table([done[name]]), flush=True)
 
 if __name__ == "__main__":
     main()

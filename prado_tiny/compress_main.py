@@ -62,6 +62,7 @@ def main(argv):
             "title": f"{FLAGS.dataset} {FLAGS.split} ({','.join(langs)}), {len(examples)} examples"}
     paths = report.write(rows, FLAGS.out, FLAGS.metric, meta)
     print(report.table(rows, FLAGS.metric))
+    print(report.comparison_table(report.compare_at_size(rows, FLAGS.metric), FLAGS.metric))
     print(f"prado-compress: written {', '.join(paths.values())}")
 
 

@@ -49,6 +49,12 @@ def test_report_rows_table_and_plot(models):
     # The --compare row is the reference model again: the same scores.
     assert rows[-1]["metrics"] == reference["metrics"]
     assert "| reference | uncompressed |" in text and "task_aware_codes" in text
+    # One at-equal-size line per offline method, each within 1.25x the codes' bytes.
+    at = doc["at_equal_size"]
+    assert sorted(c["method"] for c in at) == sorted(methods)
+    for c in at:
+        assert c["offline_bytes"] is None or c["offline_bytes"] <= 1.25 * task["table_bytes"]
+    assert "offline method's best setting" in text
     with open(out + ".png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -17,6 +17,8 @@ import numpy as np
 from prado_tiny.compress import offline
 
 METRICS = ("exact_match", "intent_accuracy", "slot_f1")
+# "At equal size": an offline setting may use up to this many times the codes' bytes.
+SIZE_SLACK = 1.25
 
 
 @dataclasses.dataclass
@@ -178,13 +180,62 @@ def plot(rows: Sequence[Row], path: str, metric: str = "exact_match", title: str
     return path
 
 
+def compare_at_size(rows: Sequence[Row], metric: str = "exact_match",
+                    slack: float = SIZE_SLACK) -> List[Dict[str, Any]]:
+    """Per task-aware row and offline method: the method's best row within `slack` times the
+    task-aware table bytes (the baseline gets the larger budget), and whether the codes score
+    higher. A method with no setting that small is reported with its smallest size."""
+    out = []
+    offline_methods = sorted({r.method for r in rows if r.kind == "offline"})
+    for t in rows:
+        if t.kind != "task_aware" or t.metrics.get(metric) is None:
+            continue
+        best = best_at_budget([r for r in rows if r.kind == "offline"], int(slack * t.table_bytes), metric)
+        for method in offline_methods:
+            b = best.get(method)
+            smallest = min(r.table_bytes for r in rows if r.method == method)
+            out.append({"task_aware": t.setting, "task_aware_bytes": t.table_bytes,
+                        "task_aware_score": t.metrics[metric], "method": method,
+                        "offline_setting": b.setting if b else None,
+                        "offline_bytes": b.table_bytes if b else None,
+                        "offline_score": b.metrics[metric] if b else None,
+                        "offline_smallest_bytes": smallest,
+                        "codes_win": None if b is None else t.metrics[metric] > b.metrics[metric]})
+    return out
+
+
+def comparison_table(comparisons: Sequence[Dict[str, Any]], metric: str = "exact_match",
+                     slack: float = SIZE_SLACK) -> str:
+    """Markdown: task-aware codes against each offline method's best within the size budget."""
+    if not comparisons:
+        return ""
+    lines = [f"Task-aware codes against each offline method's best setting with at most {slack:g}x "
+             f"their table bytes ({metric.replace('_', ' ')}):", "",
+             "| codes | codes bytes | codes score | offline method | its best setting | its bytes | "
+             "its score | codes win |", "|---|---:|---:|---|---|---:|---:|---|"]
+    for c in comparisons:
+        if c["offline_setting"] is None:
+            tail = (f"none this small (smallest {c['offline_smallest_bytes']:,} B) | - | - | "
+                    f"yes (no setting at this size) |")
+        else:
+            tail = (f"{c['offline_setting']} | {c['offline_bytes']:,} | {_pct(c['offline_score'])} | "
+                    f"{'yes' if c['codes_win'] else 'NO'} |")
+        lines.append(f"| {c['task_aware']} | {c['task_aware_bytes']:,} | {_pct(c['task_aware_score'])} | "
+                     f"{c['method']} | " + tail)
+    return "\n".join(lines) + "\n"
+
+
 def write(rows: Sequence[Row], out_prefix: str, metric: str, meta: Dict[str, Any]) -> Dict[str, str]:
     """OUT.json, OUT.md and OUT.png."""
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
+    comparisons = compare_at_size(rows, metric)
     with open(out_prefix + ".json", "w", encoding="utf-8") as f:
-        json.dump(dict(meta, metric=metric, rows=[r.as_dict() for r in rows]), f, indent=1)
+        json.dump(dict(meta, metric=metric, size_slack=SIZE_SLACK, rows=[r.as_dict() for r in rows],
+                       at_equal_size=comparisons), f, indent=1)
     with open(out_prefix + ".md", "w", encoding="utf-8") as f:
         f.write(table(rows, metric))
+        if comparisons:
+            f.write("\n" + comparison_table(comparisons, metric))
     plot(rows, out_prefix + ".png", metric, meta.get("title", ""))
     return {k: out_prefix + "." + k for k in ("json", "md", "png")}
 
