@@ -145,7 +145,11 @@ class CodeEmbedding(QuantizeSwitch, keras.layers.Layer):
             rows = self._unpacked(ids) + offsets  # [B, T, P, M] rows of the stacked codebooks
             vectors = tf.reduce_sum(tf.gather(books, rows), axis=-2)  # [B, T, P, D]
         else:
-            logits = tf.gather(self.code_logits, ids)  # [B, T, P, M, K]
+            # Once per distinct id of the batch, not per position: most of [B, T, P] is padding
+            # and repeats, and the per-position version trained MTOP at 91 examples/s against
+            # the table's 1,800. One Gumbel sample per id per step.
+            uniq, where = tf.unique(tf.reshape(ids, [-1]))
+            logits = tf.gather(self.code_logits, uniq)  # [U, M, K]
             if training:
                 u = tf.random.uniform(tf.shape(logits), 1e-6, 1.0 - 1e-6)
                 soft = tf.nn.softmax((logits - tf.math.log(-tf.math.log(u))) / self.temperature)
@@ -153,7 +157,8 @@ class CodeEmbedding(QuantizeSwitch, keras.layers.Layer):
                 soft = tf.nn.softmax(logits)
             hard = tf.one_hot(tf.argmax(soft, axis=-1), k, dtype=soft.dtype)
             choice = hard + soft - tf.stop_gradient(soft)  # straight through
-            vectors = tf.einsum("...mk,mkd->...d", choice, tf.reshape(books, [m, k, self.dim]))
+            rows = tf.einsum("umk,mkd->ud", choice, tf.reshape(books, [m, k, self.dim]))
+            vectors = tf.reshape(tf.gather(rows, where), tf.concat([tf.shape(ids), [self.dim]], 0))
         # Padding pieces (id 0) add nothing (exact_int8: a CAST in the .tflite, no float op).
         present = exact_int8(tf.minimum(ids, 1))[..., None]
         return self.output_quant(tf.reduce_sum(vectors * present, axis=-2), training=training)
