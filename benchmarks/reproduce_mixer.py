@@ -21,7 +21,9 @@ Runs (development splits; MTOP's is called `eval`; the test splits are withheld)
   multiatis_joint           MultiATIS++ nine languages, a#b intents as joint classes
   multiatis_multi           the same with one sigmoid per atomic intent (--intent_mode=multi_label)
   atis, snips               English
-  mtop_bilstm_codes8/16     mtop_bilstm with its table as 8 or 16 codebooks of 16 codewords (issue 7)
+  mtop_bilstm_codes8/16     mtop_bilstm's table as 8 or 16 codebooks of 16 codewords, learned with
+                            the task from mtop_bilstm (run that first; issue 7)
+  mtop_bilstm_codes8_scratch  the same codes learned from random codes
   atis_bilstm[_codes8], snips_bilstm[_codes8]   the same on the English sets
 """
 import argparse
@@ -52,17 +54,23 @@ RUNS = {
     "mtop_bilstm": (["configs/bilstm.flags", "configs/mtop.flags"],
                     ["--epochs=15", "--qat_epochs=2", "--patience=4", "--learning_rate=2e-3",
                      "--warmup_steps=300"], "mtop", "eval"),
-    # Embedding compression (issue 7): the BiLSTM's table as compositional codes learned with the
-    # task, M codebooks of K codewords (two 4-bit codes a byte); more QAT epochs, as the codebooks
-    # refit the frozen codes there. The uncompressed reference is mtop_bilstm.
+    # Embedding compression (issue 7): the BiLSTM's table as compositional codes, M codebooks of
+    # K codewords (two 4-bit codes a byte), started from the trained reference ({out} is the
+    # output folder): its weights, and its table as residual k-means codes, then 8 more epochs
+    # that learn codes, codebooks and model with the task (the last 3 with frozen codes, QAT).
     "mtop_bilstm_codes8": (["configs/bilstm.flags", "configs/mtop.flags"],
-                           ["--epochs=15", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
+                           ["--epochs=8", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                             "--warmup_steps=300", "--embedding=codes", "--num_codebooks=8",
-                            "--codebook_size=16"], "mtop", "eval"),
+                            "--codebook_size=16", "--init_from={out}/mtop_bilstm"], "mtop", "eval"),
     "mtop_bilstm_codes16": (["configs/bilstm.flags", "configs/mtop.flags"],
-                            ["--epochs=15", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
+                            ["--epochs=8", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                              "--warmup_steps=300", "--embedding=codes", "--num_codebooks=16",
-                             "--codebook_size=16"], "mtop", "eval"),
+                             "--codebook_size=16", "--init_from={out}/mtop_bilstm"], "mtop", "eval"),
+    # The same codes learned from random codes (no reference): the from-scratch variant.
+    "mtop_bilstm_codes8_scratch": (["configs/bilstm.flags", "configs/mtop.flags"],
+                                   ["--epochs=15", "--qat_epochs=3", "--patience=4",
+                                    "--learning_rate=2e-3", "--warmup_steps=300", "--embedding=codes",
+                                    "--num_codebooks=8", "--codebook_size=16"], "mtop", "eval"),
     "mtop_base_from_pqrnn": (["configs/pnlp_mixer_base.flags", "configs/mtop.flags"],
                              ["--epochs=20", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                               "--warmup_steps=300", "--distill_alpha=0.5",
@@ -84,13 +92,15 @@ RUNS = {
     "atis_bilstm": (["configs/bilstm.flags", "configs/atis.flags"],
                     ["--epochs=30", "--qat_epochs=2", "--patience=5", "--learning_rate=2e-3"], "atis", "dev"),
     "atis_bilstm_codes8": (["configs/bilstm.flags", "configs/atis.flags"],
-                           ["--epochs=30", "--qat_epochs=3", "--patience=5", "--learning_rate=2e-3",
-                            "--embedding=codes", "--num_codebooks=8", "--codebook_size=16"], "atis", "dev"),
+                           ["--epochs=12", "--qat_epochs=3", "--patience=5", "--learning_rate=2e-3",
+                            "--embedding=codes", "--num_codebooks=8", "--codebook_size=16",
+                            "--init_from={out}/atis_bilstm"], "atis", "dev"),
     "snips_bilstm": (["configs/bilstm.flags", "configs/snips.flags"],
                      ["--epochs=30", "--qat_epochs=2", "--patience=5", "--learning_rate=2e-3"], "snips", "dev"),
     "snips_bilstm_codes8": (["configs/bilstm.flags", "configs/snips.flags"],
-                            ["--epochs=30", "--qat_epochs=3", "--patience=5", "--learning_rate=2e-3",
-                             "--embedding=codes", "--num_codebooks=8", "--codebook_size=16"], "snips", "dev"),
+                            ["--epochs=12", "--qat_epochs=3", "--patience=5", "--learning_rate=2e-3",
+                             "--embedding=codes", "--num_codebooks=8", "--codebook_size=16",
+                             "--init_from={out}/snips_bilstm"], "snips", "dev"),
 }
 
 
@@ -126,6 +136,7 @@ def one(name, out_dir, datasets):
             run([tool("prado-eval"), f"--model={teacher_dir}", f"--dataset={dataset}",
                  f"--data_dir={data_dir}", "--split=train", f"--teacher_out={teacher_file}"], log)
         extra = extra + [f"--teacher={teacher_file}"]
+    extra = [a.replace("{out}", out_dir) for a in extra]
     t0 = time.time()
     run([tool("prado-train")] + [f"--flagfile={f}" for f in flagfiles]
         + [f"--model_dir={model_dir}", f"--data_dir={data_dir}"] + extra + COMMON, log)

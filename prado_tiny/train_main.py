@@ -86,6 +86,10 @@ flags.DEFINE_integer("bucket_window", 50, "Batch examples of similar length with
 flags.DEFINE_float("distortion", 0.0, "Text distortion in training: each character of each "
                    "training token is deleted, duplicated from the utterance or swapped with this "
                    "probability, anew in every batch (0: off). pQRNN uses it for robustness.")
+flags.DEFINE_string("init_from", None, "With --embedding=codes: a trained uncompressed BiLSTM folder "
+                    "(prado-train --model=bilstm, same data) to start from: its WordPiece vocabulary, "
+                    "labels and weights, and its table compressed by residual k-means as the initial "
+                    "codes; training then learns the codes with the task.")
 flags.DEFINE_string("teacher", None, "Distillation: a teacher file for the training split, written "
                     "by `prado-eval --split=train --teacher_out=FILE` of any toolkit model or by any "
                     "framework in that format (prado_tiny/data/teacher.py).")
@@ -224,7 +228,8 @@ def model_spec(vocab_size_hint=None) -> dict:
                      **({"teacher": {"path": os.path.abspath(FLAGS.teacher),
                                      "alpha": FLAGS.distill_alpha,
                                      "temperature": FLAGS.distill_temperature}}
-                        if FLAGS.teacher else {})),
+                        if FLAGS.teacher else {}),
+                     **({"init_from": os.path.abspath(FLAGS.init_from)} if FLAGS.init_from else {})),
     }
 
 
@@ -238,6 +243,9 @@ def main(argv):
     if FLAGS.embedding == "codes" and FLAGS.model != "bilstm":
         raise app.UsageError(f"--embedding=codes compresses the BiLSTM's table: it needs "
                              f"--model=bilstm, not {FLAGS.model}")
+    if FLAGS.init_from and FLAGS.embedding != "codes":
+        raise app.UsageError("--init_from starts a compressed model from an uncompressed one: it "
+                             "needs --model=bilstm --embedding=codes")
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up
@@ -281,6 +289,23 @@ def main(argv):
         if encoder.lowercase != FLAGS.lowercase:
             raise app.UsageError(f"{model_dir} holds a model trained with --lowercase="
                                  f"{encoder.lowercase}; use a new --model_dir or the same flag")
+    elif FLAGS.init_from:
+        # The reference's pieces index its table, so the codes model must use the same ones.
+        from prado_tiny.compress import warm_start as ws
+        try:
+            ref_spec = ws.reference_spec(FLAGS.init_from)
+            if ref_spec["data"].get("dataset") != FLAGS.dataset:
+                raise ws.WarmStartError(f"{FLAGS.init_from} was trained on "
+                                        f"{ref_spec['data'].get('dataset')}, not {FLAGS.dataset}")
+            spec["config"].update({k: ref_spec["config"][k] for k in
+                                   ("num_intents", "num_slot_tags", "vocab_size")})
+            ws.check_config(ref_spec, spec["config"])
+        except ws.WarmStartError as e:
+            raise app.UsageError(str(e)) from None
+        ws.copy_vocabularies(FLAGS.init_from, model_dir)
+        vocab = LabelVocab.load(model_dir)
+        encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
+        md.write_spec(model_dir, spec)
     else:
         vocab = LabelVocab.from_examples(train)
         if FLAGS.intent_mode == "multi_label":
@@ -359,6 +384,13 @@ def main(argv):
         params = int(sum(np.prod(v.shape) for v in trainer.model.trainable_variables))
         print(f"prado-train: {spec['model_type']} with {params:,} parameters, {trainer.replicas} "
               f"replica(s), {trainer.steps_per_epoch} steps per epoch", flush=True)
+        if FLAGS.init_from:
+            from prado_tiny.compress.warm_start import WarmStartError, warm_start
+            try:
+                warm_start(trainer.model, FLAGS.init_from, FLAGS.seed,
+                           log=lambda m: print("prado-train: " + m, flush=True))
+            except WarmStartError as e:
+                raise app.UsageError(str(e)) from None
     history = trainer.fit()
     best = history.get("best_epoch") or {}
     rates = [e["examples_per_second"] for e in history.get("epochs", []) if e.get("examples_per_second")]

@@ -59,3 +59,19 @@ def tiny_export(tmp_path_factory):
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     return model_dir, tflite, r.stdout
+
+
+# A tiny trained BiLSTM with an embedding table (the reference of embedding compression),
+# shared by test_compress_main and test_warm_start: 12 demo epochs, about 25 seconds.
+TINY_BILSTM_FLAGS = ["--model=bilstm", "--dataset=demo", "--languages=en",
+                     "--wordpiece_vocab_size=300", "--embedding_dim=32", "--state_dim=16",
+                     "--max_seq_len=16", "--batch_size=32", "--qat_epochs=1",
+                     "--learning_rate=0.01", "--warmup_steps=2", "--progress=false"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bilstm_reference(tmp_path_factory):
+    """-> model folder of a tiny trained uncompressed BiLSTM on the demo data."""
+    ref = str(tmp_path_factory.mktemp("bilstm_reference") / "ref")
+    run_module("prado_tiny.train_main", f"--model_dir={ref}", *TINY_BILSTM_FLAGS, "--epochs=12")
+    return ref

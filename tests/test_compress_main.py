@@ -5,21 +5,17 @@ import os
 
 import pytest
 
-from conftest import run_module
-
-TINY = ["--model=bilstm", "--dataset=demo", "--languages=en", "--wordpiece_vocab_size=300",
-        "--embedding_dim=32", "--state_dim=16", "--max_seq_len=16", "--batch_size=32",
-        "--epochs=12", "--qat_epochs=1", "--learning_rate=0.01", "--warmup_steps=2",
-        "--progress=false"]
+from conftest import TINY_BILSTM_FLAGS, run_module
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, tiny_bilstm_reference):
     root = tmp_path_factory.mktemp("compress")
-    ref, codes = str(root / "ref"), str(root / "codes")
-    run_module("prado_tiny.train_main", f"--model_dir={ref}", *TINY)
-    run_module("prado_tiny.train_main", f"--model_dir={codes}", *TINY, "--embedding=codes",
-               "--num_codebooks=4", "--codebook_size=16")
+    ref, codes = tiny_bilstm_reference, str(root / "codes")
+    # Task-aware codes started from the reference (prado-train --init_from), 4 more epochs.
+    run_module("prado_tiny.train_main", f"--model_dir={codes}", *TINY_BILSTM_FLAGS, "--epochs=4",
+               "--embedding=codes", "--num_codebooks=4", "--codebook_size=16",
+               f"--init_from={ref}")
     return root, ref, codes
 
 

@@ -98,15 +98,28 @@ def product_quantization(table: np.ndarray, num_subspaces: int, num_centroids: i
                       _code_bytes(v, num_subspaces, num_centroids) + num_subspaces * num_centroids * w)
 
 
+def fit_additive_codes(table: np.ndarray, num_codebooks: int, codebook_size: int,
+                       seed: int = 0) -> tuple:
+    """Residual k-means: -> (codes int32 [V, M], codebooks float32 [M, K, D]) whose row sums
+    `sum_m codebooks[m, codes[:, m]]` approximate `table`. Also the warm start of
+    `CodeEmbedding.initialize` (prado-train --init_from)."""
+    v, d = table.shape
+    rng = np.random.default_rng(seed)
+    residual = table.astype(np.float32).copy()
+    codes = np.zeros((v, num_codebooks), np.int32)
+    books = np.zeros((num_codebooks, codebook_size, d), np.float32)
+    for m in range(num_codebooks):
+        c, a = _kmeans(residual, codebook_size, rng)
+        books[m, :len(c)], codes[:, m] = c, a
+        residual -= c[a]
+    return codes, books
+
+
 def additive_codes(table: np.ndarray, num_codebooks: int, codebook_size: int,
                    seed: int = 0) -> Compressed:
     v, d = table.shape
-    rng = np.random.default_rng(seed)
-    residual, out = table.astype(np.float32).copy(), np.zeros_like(table)
-    for _ in range(num_codebooks):
-        c, a = _kmeans(residual, codebook_size, rng)
-        out += c[a]
-        residual -= c[a]
+    codes, books = fit_additive_codes(table, num_codebooks, codebook_size, seed)
+    out = books[np.arange(num_codebooks)[None, :], codes].sum(1)
     return Compressed("additive_codes", f"M={num_codebooks} K={codebook_size}", _int8(out),
                       _code_bytes(v, num_codebooks, codebook_size) + num_codebooks * codebook_size * d)
 

@@ -116,6 +116,27 @@ class CodeEmbedding(QuantizeSwitch, keras.layers.Layer):
             self.frozen.assign(1)
         self._use_codes = True
 
+    def initialize(self, codes, codebooks, confidence: float = 6.0) -> None:
+        """Warm start from codes `[V, M]` and codebooks `[M, K, D]` (e.g. residual k-means of a
+        trained table, `compress.offline.fit_additive_codes`): the logits favour the given
+        code by `confidence` (at 6 a Gumbel sample keeps it about 96% of the time), so
+        training starts from the offline compression and moves codes only where the task
+        loss pays for it. Only before the codes are frozen."""
+        import numpy as np
+        if not self.built:
+            raise ValueError(f"{self.name}: initialize() needs a built layer (call it once first)")
+        if int(self.frozen.numpy()):
+            raise ValueError(f"{self.name}: the codes are frozen; initialize() comes before QAT")
+        m, k, v = self.num_codebooks, self.codebook_size, self.vocab_size
+        codes, codebooks = np.asarray(codes), np.asarray(codebooks, np.float32)
+        if codes.shape != (v, m) or codebooks.shape != (m, k, self.dim):
+            raise ValueError(f"{self.name}: expected codes {(v, m)} and codebooks {(m, k, self.dim)}, "
+                             f"got {codes.shape} and {codebooks.shape}")
+        if codes.min() < 0 or codes.max() >= k:
+            raise ValueError(f"{self.name}: codes must be in [0, {k}), got [{codes.min()}, {codes.max()}]")
+        self.code_logits.assign(confidence * np.eye(k, dtype=np.float32)[codes])
+        self.codebooks.assign(codebooks.reshape(m * k, self.dim))
+
     def packed_codes(self):
         """The codes as the .tflite stores them: uint8 `[V, ceil(M / per_byte)]`, code j of a
         byte at digit j in base K."""
