@@ -24,6 +24,7 @@ Runs (development splits; MTOP's is called `eval`; the test splits are withheld)
   mtop_bilstm_codes8/16     mtop_bilstm's table as 8 or 16 codebooks of 16 codewords, learned with
                             the task from mtop_bilstm (run that first; issue 7)
   mtop_bilstm_codes8_scratch  the same codes learned from random codes
+  mtop_bilstm_continued     mtop_bilstm trained 8 more epochs as the codes are (equal training)
   atis_bilstm[_codes8], snips_bilstm[_codes8]   the same on the English sets
 """
 import argparse
@@ -66,6 +67,10 @@ RUNS = {
                             ["--epochs=8", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                              "--warmup_steps=300", "--embedding=codes", "--num_codebooks=16",
                              "--codebook_size=16", "--init_from={out}/mtop_bilstm"], "mtop", "eval"),
+    # The control with equal training: mtop_bilstm's table kept, the same 8 more epochs.
+    "mtop_bilstm_continued": (["configs/bilstm.flags", "configs/mtop.flags"],
+                              ["--epochs=8", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
+                               "--warmup_steps=300", "--init_from={out}/mtop_bilstm"], "mtop", "eval"),
     # The same codes learned from random codes (no reference): the from-scratch variant.
     "mtop_bilstm_codes8_scratch": (["configs/bilstm.flags", "configs/mtop.flags"],
                                    ["--epochs=15", "--qat_epochs=3", "--patience=4",

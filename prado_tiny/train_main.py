@@ -86,10 +86,10 @@ flags.DEFINE_integer("bucket_window", 50, "Batch examples of similar length with
 flags.DEFINE_float("distortion", 0.0, "Text distortion in training: each character of each "
                    "training token is deleted, duplicated from the utterance or swapped with this "
                    "probability, anew in every batch (0: off). pQRNN uses it for robustness.")
-flags.DEFINE_string("init_from", None, "With --embedding=codes: a trained uncompressed BiLSTM folder "
-                    "(prado-train --model=bilstm, same data) to start from: its WordPiece vocabulary, "
-                    "labels and weights, and its table compressed by residual k-means as the initial "
-                    "codes; training then learns the codes with the task.")
+flags.DEFINE_string("init_from", None, "A trained uncompressed BiLSTM folder (prado-train "
+                    "--model=bilstm, same data) to start from: its WordPiece vocabulary, labels and "
+                    "weights; with --embedding=codes its table compressed by residual k-means is the "
+                    "initial codes, which training then learns with the task.")
 flags.DEFINE_string("teacher", None, "Distillation: a teacher file for the training split, written "
                     "by `prado-eval --split=train --teacher_out=FILE` of any toolkit model or by any "
                     "framework in that format (prado_tiny/data/teacher.py).")
@@ -243,9 +243,9 @@ def main(argv):
     if FLAGS.embedding == "codes" and FLAGS.model != "bilstm":
         raise app.UsageError(f"--embedding=codes compresses the BiLSTM's table: it needs "
                              f"--model=bilstm, not {FLAGS.model}")
-    if FLAGS.init_from and FLAGS.embedding != "codes":
-        raise app.UsageError("--init_from starts a compressed model from an uncompressed one: it "
-                             "needs --model=bilstm --embedding=codes")
+    if FLAGS.init_from and FLAGS.model != "bilstm":
+        raise app.UsageError(f"--init_from starts a BiLSTM from a trained uncompressed one: it "
+                             f"needs --model=bilstm, not {FLAGS.model}")
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up

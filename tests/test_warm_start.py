@@ -106,12 +106,25 @@ def test_prado_train_init_from_end_to_end(tmp_path, tiny_bilstm_reference):
 
 def test_prado_train_init_from_errors(tmp_path, tiny_bilstm_reference):
     ref = tiny_bilstm_reference
-    out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'a'}", *TINY_BILSTM_FLAGS,
-                     f"--init_from={ref}", ok=False)
-    assert "needs --model=bilstm --embedding=codes" in out
+    flags = [f for f in TINY_BILSTM_FLAGS if f != "--model=bilstm"]
+    out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'a'}", *flags,
+                     "--model=pqrnn", f"--init_from={ref}", ok=False)
+    assert "needs --model=bilstm, not pqrnn" in out
     out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'b'}", *TINY_BILSTM_FLAGS,
                      "--embedding=codes", "--state_dim=8", f"--init_from={ref}", ok=False)
     assert "state_dim: 16 in the reference, 8 here" in out
     out = run_module("prado_tiny.train_main", f"--model_dir={tmp_path / 'c'}", *TINY_BILSTM_FLAGS,
                      "--embedding=codes", f"--init_from={tmp_path / 'missing'}", ok=False)
     assert "no such model folder" in out
+
+
+def test_uncompressed_model_continues_from_every_weight(tiny_bilstm_reference):
+    ref = tiny_bilstm_reference
+    spec = ws.reference_spec(ref)
+    model = md.build_model(spec, quantize=False)
+    md.dummy_input(model, spec)
+    ws.warm_start(model, ref, log=lambda m: None)
+    reference, _, _, _ = md.load(ref)
+    assert len(model.weights) == len(reference.weights)
+    for a, b in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

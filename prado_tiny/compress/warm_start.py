@@ -63,20 +63,27 @@ def check_config(reference: Dict, config: Dict) -> None:
 def warm_start(model, reference_dir: str, seed: int = 0,
                log: Callable[[str], None] = print) -> Dict[str, float]:
     """Copies every non-embedding weight of the reference into `model` (built) and starts its
-    `CodeEmbedding` from residual k-means codes of the reference table. Returns the fit's
-    relative reconstruction error."""
+    `CodeEmbedding` from residual k-means codes of the reference table; an uncompressed `model`
+    takes every weight, table included. Returns the fit's relative reconstruction error."""
     from prado_tiny.compress.offline import fit_additive_codes
     from prado_tiny.models import model_dir as md
 
+    from prado_tiny.layers.code_embedding import CodeEmbedding
+
     ref, _, _, _ = md.load(reference_dir)
-    ours = [w for w in model.weights if "/embedding/" not in w.name]
-    theirs = [w for w in ref.weights if "/embedding/" not in w.name]
+    # An uncompressed model continues from every weight (the control with equal training).
+    codes = isinstance(model.embedding, CodeEmbedding)
+    ours = [w for w in model.weights if not codes or "/embedding/" not in w.name]
+    theirs = [w for w in ref.weights if not codes or "/embedding/" not in w.name]
     strip = lambda w: w.name.split("/", 1)[1]  # noqa: E731  (the model's own name differs)
     if [strip(w) for w in ours] != [strip(w) for w in theirs] or any(
             a.shape != b.shape for a, b in zip(ours, theirs)):
         raise WarmStartError(f"{reference_dir}: its weights do not match this model's layers")
     for a, b in zip(ours, theirs):
         a.assign(b)
+    if not codes:
+        log(f"warm start from {reference_dir}: {len(ours)} weights copied (table included)")
+        return {"relative_error": 0.0}
     table = ref.embedding.embeddings.numpy()
     emb = model.embedding
     codes, books = fit_additive_codes(table, emb.num_codebooks, emb.codebook_size, seed)
