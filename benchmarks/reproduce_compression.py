@@ -27,7 +27,7 @@ import reproduce_mixer as rm  # noqa: E402
 # dataset: (split, degradation metric, reference run, task-aware runs, projection runs)
 PLAN = {
     "mtop": ("eval", "exact_match", "mtop_bilstm", ["mtop_bilstm_codes8", "mtop_bilstm_codes16"],
-             ["mtop_xsmall", "mtop_base", "mtop_pqrnn"]),
+             ["mtop_bilstm_continued", "mtop_xsmall", "mtop_base", "mtop_pqrnn"]),
     "atis": ("dev", "slot_f1", "atis_bilstm", ["atis_bilstm_codes8"], ["atis"]),
     "snips": ("dev", "slot_f1", "snips_bilstm", ["snips_bilstm_codes8"], ["snips"]),
 }

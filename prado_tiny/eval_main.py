@@ -9,6 +9,13 @@ over languages. --predictions_out writes one JSON line per example, in the order
 file: utterance, language, tokens, intent, slots (BIO tags over tokens), and the gold labels.
 --teacher_out writes the model's logits as a teacher file for `prado-train --teacher`
 (distillation; format in prado_tiny/data/teacher.py).
+
+A pQRNN-MAtt (a prado-train --model=pqrnn_matt folder, or its exported encoder .tflite with the
+decoder beside it) is decoded by constrained beam search (the model's width and length penalty,
+or --beam_width / --length_penalty_alpha) and scored by tree exact match per language (the
+`tree EM` column) and by the flat scores of the frame derived from each predicted tree (root
+intent, top-level slots placed on the tokens), comparable with the flat models' exact match.
+Its --predictions_out lines also carry `parse` (and `gold_parse`).
 """
 import json
 import os
@@ -25,7 +32,21 @@ flags.DEFINE_string("predictions_out", None, "Write one JSON line per example, i
 flags.DEFINE_string("metrics_out", None, "Write the metrics as JSON.")
 flags.DEFINE_string("teacher_out", None, "Write the model's intent and slot logits per example "
                     "as a teacher file for `prado-train --teacher` (use --split=train).")
+flags.DEFINE_integer("beam_width", 0, "Seq2seq models: beam width (0 = the model's default).")
+flags.DEFINE_float("length_penalty_alpha", -1.0, "Seq2seq models: alpha of the GNMT length "
+                   "penalty (negative = the model's default).")
 FLAGS = flags.FLAGS
+
+
+def _seq2seq_keras(model, spec, vocab, encoder, examples):
+    """Output ids of a pQRNN-MAtt model folder, by constrained beam search."""
+    from prado_tiny.evaluation import keras_decode
+    from prado_tiny.export.seq2seq import decoding_defaults
+    from prado_tiny.models import model_dir as md
+    d = decoding_defaults(spec)
+    width = FLAGS.beam_width or d["beam_width"]
+    alpha = d["length_penalty_alpha"] if FLAGS.length_penalty_alpha < 0 else FLAGS.length_penalty_alpha
+    return keras_decode(model, md.featurize(examples, spec, encoder, vocab), vocab, width, alpha), width, alpha
 
 
 def main(argv):
@@ -48,6 +69,7 @@ def main(argv):
     if not examples:
         raise app.UsageError(f"no examples in {FLAGS.dataset} split {FLAGS.split!r}")
     t0 = time.time()
+    seq2seq, files = False, [FLAGS.model]
     if os.path.isdir(FLAGS.model):
         from prado_tiny.evaluation import keras_logits
         from prado_tiny.models import model_dir as md
@@ -55,8 +77,14 @@ def main(argv):
             model, spec, vocab, encoder = md.load(FLAGS.model)
         except md.ModelDirError as e:
             raise app.UsageError(str(e)) from None
-        li, ls = keras_logits(model, md.featurize(examples, spec, encoder, vocab))
-        intent_mode, kind = spec["intent_mode"], "model folder"
+        kind = "model folder"
+        if md.is_seq2seq(spec):
+            seq2seq = True
+            _no_teacher_out(spec["model_type"])
+            ids, width, alpha = _seq2seq_keras(model, spec, vocab, encoder, examples)
+        else:
+            li, ls = keras_logits(model, md.featurize(examples, spec, encoder, vocab))
+            intent_mode = spec["intent_mode"]
     else:
         from prado_tiny.export.metadata import MetadataError
         from prado_tiny.export.tflite import tflite_logits
@@ -65,14 +93,37 @@ def main(argv):
             p = Predictor(FLAGS.model)
         except (MetadataError, OSError) as e:
             raise app.UsageError(str(e)) from None
-        vocab, intent_mode, kind = p.vocab, p.intent_mode, "int8 .tflite"
-        li, ls = tflite_logits(FLAGS.model, examples)
+        kind = "int8 .tflite"
+        if p.seq2seq:
+            seq2seq, kind = True, "int8 .tflite encoder + decoder"
+            files.append(p.decoder_path)
+            _no_teacher_out(p.model_type)
+            vocab = p.output_vocab
+            width = FLAGS.beam_width or p.beam_width
+            alpha = p.length_penalty_alpha if FLAGS.length_penalty_alpha < 0 else FLAGS.length_penalty_alpha
+            ids = p.decode_token_lists([ex.tokens for ex in examples], width, alpha)
+        else:
+            vocab, intent_mode = p.vocab, p.intent_mode
+            li, ls = tflite_logits(FLAGS.model, examples)
     seconds = time.time() - t0
-    preds = predictions(examples, li, ls, vocab, intent_mode)
-    result = score(examples, preds, vocab)
+    if seq2seq:
+        from prado_tiny.evaluation import score_seq2seq, seq2seq_predictions
+        preds = seq2seq_predictions(examples, ids, vocab)
+        result = score_seq2seq(examples, preds)
+    else:
+        preds = predictions(examples, li, ls, vocab, intent_mode)
+        result = score(examples, preds, vocab)
     print(f"prado-eval: {FLAGS.model} ({kind}) on {FLAGS.dataset} {FLAGS.split}: "
           f"{len(examples)} examples in {seconds:.1f} s")
     print(format_table(result))
+    if seq2seq:
+        avg = result["average"]
+        pct = lambda x: "-" if x is None else f"{100 * x:.2f}"  # noqa: E731
+        repaired = sum(bool(p_["repaired"]) for p_ in preds)
+        print(f"prado-eval: tree exact match {pct(avg['tree_exact_match'])} (average over "
+              f"{avg['languages']} languages), flat exact match {pct(avg['exact_match'])} (frame "
+              f"derived from the predicted tree); beam {width}, length penalty {alpha}, constrained "
+              f"to well-formed trees ({repaired} repaired)")
     if FLAGS.predictions_out:
         n = write_predictions(FLAGS.predictions_out, preds)
         print(f"prado-eval: {n} predictions written to {FLAGS.predictions_out}")
@@ -83,11 +134,21 @@ def main(argv):
     if FLAGS.metrics_out:
         doc = {"model": FLAGS.model, "dataset": FLAGS.dataset, "split": FLAGS.split,
                "languages": FLAGS.languages, "examples": len(examples), "result": result}
+        if seq2seq:
+            doc["decoding"] = {"beam_width": width, "length_penalty_alpha": alpha, "constrain": True}
         if not os.path.isdir(FLAGS.model):
-            doc["bytes"] = os.path.getsize(FLAGS.model)
+            doc["bytes"] = sum(os.path.getsize(f) for f in files)
+            if seq2seq:
+                doc["files"] = files
         with open(FLAGS.metrics_out, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1, ensure_ascii=False)
         print(f"prado-eval: metrics written to {FLAGS.metrics_out}")
+
+
+def _no_teacher_out(model_type: str) -> None:
+    if FLAGS.teacher_out:
+        raise app.UsageError(f"--teacher_out writes intent and slot logits; a {model_type} "
+                             f"generates parses and has none")
 
 
 def run():

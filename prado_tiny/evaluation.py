@@ -137,3 +137,114 @@ def write_predictions(path: str, preds: Iterable[Dict[str, Any]]) -> int:
             n += 1
     os.replace(tmp, path)
     return n
+
+
+# -- seq2seq (pQRNN-MAtt): parses generated as ontology + pointer ids --------------------------
+#
+# The model's output is scored two ways: tree exact match of the decoded parse, and the flat
+# scores of the frame derived from it (`flat_from_parse`: root intent, top-level slots placed on
+# the example's tokens as the MTOP reader places gold slots), so that it compares with the flat
+# models on the same examples.
+
+def flat_from_parse(parse: Optional[str], example: Example) -> Tuple[str, List[str]]:
+    """`(intent, BIO tags)` of a predicted parse on `example`'s tokens.
+
+    The intent is the root's label and the tags place the root's slots (`parse.flat_frame`: a slot
+    holding a nested intent has the text of every word below it) with `parse.flat_to_bio`, the
+    alignment the MTOP reader uses for the gold tags. A slot boundary inside one of the example's
+    tokens splits it: the tag list is then longer than the tokens and scored as a length mismatch
+    (never an exact match). No parse (or a malformed one): intent `""` and every tag `O`."""
+    from prado_tiny.data.parse import ParseError, flat_frame, flat_to_bio
+    if parse is None:
+        return "", ["O"] * len(example.tokens)
+    try:
+        intent, slots = flat_frame(parse)
+    except ParseError:
+        return "", ["O"] * len(example.tokens)
+    tokens = [(t, int(s), int(e)) for t, (s, e) in zip(example.tokens, example.offsets)]
+    _, tags, _ = flat_to_bio(example.utterance, slots, tokens=tokens)
+    return intent, list(tags)
+
+
+def seq2seq_predictions(examples: Sequence[Example], id_lists: Sequence[Sequence[int]], vocab
+                        ) -> List[Dict[str, Any]]:
+    """One prediction record per example (the `--predictions_out` lines of a seq2seq model):
+    the decoded `parse` (None when nothing could be made of the ids), whether `decode` had to
+    repair it, the flat `intent` and `slots` derived from it, and the gold labels."""
+    out = []
+    for ex, ids in zip(examples, id_lists):
+        decoded = vocab.decode(ids, ex.tokens)
+        intent, tags = flat_from_parse(decoded.parse, ex)
+        out.append({"id": ex.id, "language": ex.language, "utterance": ex.utterance,
+                    "tokens": list(ex.tokens), "parse": decoded.parse, "repaired": decoded.repaired,
+                    "intent": intent, "slots": tags, "gold_parse": ex.parse,
+                    "gold_intent": ex.intent, "gold_slots": list(ex.slots), "source": ex.source})
+    return out
+
+
+def score_seq2seq(examples: Sequence[Example], preds: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """`NLUMetrics().result()` of seq2seq prediction records: tree exact match (a missing parse
+    counts wrong) and the flat scores of the derived frames."""
+    m = NLUMetrics()
+    for ex, p in zip(examples, preds):
+        m.update(ex, p["intent"], p["slots"], pred_parse=p["parse"] if p["parse"] is not None else "",
+                 language=ex.language)
+    return m.result()
+
+
+def seq2seq_headline(result: Dict[str, Any]) -> Dict[str, Any]:
+    """The early-stopping score (tree exact match averaged over languages) and the main
+    averages, the flat ones derived from the predicted trees."""
+    avg = result["average"]
+    return {"score": avg["tree_exact_match"] or 0.0, "score_name": "tree exact match",
+            "tree_exact_match": avg["tree_exact_match"], "exact_match": avg["exact_match"],
+            "intent_accuracy": avg["intent_accuracy"], "slot_f1": avg["slot_f1"],
+            "slot_tag_accuracy": avg["slot_tag_accuracy"]}
+
+
+def quantize_key(model) -> tuple:
+    """Which of `model`'s layers fake-quantize now (a traced step must follow a change)."""
+    return tuple(bool(layer.quantize) for layer in model.submodules
+                 if hasattr(layer, "quantize") and layer is not model)
+
+
+def keras_decode(model, feature_set, vocab, beam_width: int = 1, length_penalty_alpha: float = 0.6,
+                 constrain: bool = True, chunk: int = 256, stepper=None) -> List[List[int]]:
+    """Output ids per example of a `Seq2SeqFeatureSet`, decoded by the Keras model: greedy
+    (`beam_width` 1) or beam search, constrained to well-formed trees by default, `chunk`
+    examples at a time (similar source lengths together: less padding)."""
+    from prado_tiny.models.pqrnn_matt import KerasStepper
+    from prado_tiny.seq2seq_decoding import beam_search, greedy_search
+    stepper = stepper or KerasStepper(model)
+    max_len = model.config.max_target_len
+    order = np.argsort(feature_set.lengths, kind="stable")
+    out: List[Optional[List[int]]] = [None] * len(feature_set)
+    for lo in range(0, len(order), chunk):
+        idx = order[lo:lo + chunk]
+        features = feature_set.encoder_features(idx)
+        if beam_width <= 1:
+            ids = greedy_search(stepper, features, max_len, vocab, constrain)
+        else:
+            ids = beam_search(stepper, features, beam_width, length_penalty_alpha, max_len, vocab,
+                              constrain)
+        for i, row in zip(idx, ids):
+            out[int(i)] = [int(x) for x in row]
+    return out
+
+
+def seq2seq_dev_evaluator(vocab, chunk: int = 256):
+    """The Trainer's `evaluate_fn` for a seq2seq model: constrained greedy decoding of the
+    development set -> tree exact match (the early-stopping score) and the derived flat scores.
+    The compiled step is traced again when the model's quantization changes (QAT)."""
+    from prado_tiny.models.pqrnn_matt import KerasStepper
+    cache: Dict[str, Any] = {}
+
+    def evaluate(model, feature_set):
+        key = (id(model), quantize_key(model))
+        if cache.get("key") != key:
+            cache.update(key=key, stepper=KerasStepper(model))
+        ids = keras_decode(model, feature_set, vocab, beam_width=1, chunk=chunk,
+                           stepper=cache["stepper"])
+        preds = seq2seq_predictions(feature_set.examples, ids, vocab)
+        return seq2seq_headline(score_seq2seq(feature_set.examples, preds))
+    return evaluate

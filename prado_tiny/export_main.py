@@ -9,8 +9,16 @@ metadata: it is all an app needs (`prado_tiny.predictor.Predictor`). The flatbuf
 development split; the report is printed and written next to the model as FILE.tflite.json.
 If the .tflite loses more than --max_exact_match_drop exact-match points against the Keras model,
 the export exits with status 1 and says why (the file is kept for inspection).
+
+A pQRNN-MAtt folder (prado-train --model=pqrnn_matt) exports to TWO files: --output is the int8
+encoder and FILE.decoder.tflite beside it (FILE.tflite -> FILE.decoder.tflite) the int8 one-step
+decoder; both carry the metadata (text encoder, output vocabulary, config, beam defaults), and
+`Predictor(FILE.tflite)` finds the decoder by itself. Keep the two files together. The parity
+report compares tree exact match of the same beam search over the Keras model and over the two
+.tflite files (a host beam search), and --max_exact_match_drop gates the tree exact-match drop.
 """
 import json
+import os
 import sys
 
 from absl import app, flags
@@ -66,9 +74,17 @@ def main(argv):
     except (DataError, DatasetError, OSError) as e:
         raise app.UsageError(f"cannot read the calibration data ({data['dataset']}, "
                              f"--data_dir={data_dir}): {e}") from None
+    seq2seq = md.is_seq2seq(spec)
+    if seq2seq:
+        from prado_tiny.export import seq2seq as s2s
+        if os.path.abspath(s2s.decoder_path(FLAGS.output)) == os.path.abspath(FLAGS.output):
+            raise app.UsageError(f"--output={FLAGS.output}: name the encoder file, not the decoder")
+        export_fn = s2s.export
+    else:
+        export_fn = export
     try:
-        report = export(FLAGS.model_dir, FLAGS.output, calibration, dev,
-                        keep_tensor_names=FLAGS.keep_tensor_names)
+        report = export_fn(FLAGS.model_dir, FLAGS.output, calibration, dev,
+                           keep_tensor_names=FLAGS.keep_tensor_names)
     except md.ModelDirError as e:
         raise app.UsageError(str(e)) from None
     drop = report.get("parity", {}).get("exact_match_drop")
@@ -77,10 +93,19 @@ def main(argv):
         report["parity_ok"] = drop <= FLAGS.max_exact_match_drop
     with open(FLAGS.output + ".json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    print(f"prado-export: wrote {report['output']}: {report['bytes']:,} bytes "
-          f"({report['bytes'] / 2**20:.3f} MiB), {report['ops']} ops, int8 builtin ops only: "
-          f"{'yes' if report['builtin_int8'] else 'NO'}, {report['parameters']:,} parameters")
-    if "parity" in report:
+    if seq2seq:
+        print(f"prado-export: wrote {report['output']} (encoder, {report['encoder_bytes']:,} bytes) "
+              f"and {report['decoder_output']} (one-step decoder, {report['decoder_bytes']:,} bytes): "
+              f"{report['bytes']:,} bytes together ({report['bytes'] / 2**20:.3f} MiB), "
+              f"{report['ops']} ops, int8 builtin ops only: "
+              f"{'yes' if report['builtin_int8'] else 'NO'}, {report['parameters']:,} parameters")
+    else:
+        print(f"prado-export: wrote {report['output']}: {report['bytes']:,} bytes "
+              f"({report['bytes'] / 2**20:.3f} MiB), {report['ops']} ops, int8 builtin ops only: "
+              f"{'yes' if report['builtin_int8'] else 'NO'}, {report['parameters']:,} parameters")
+    if "parity" in report and seq2seq:
+        print("prado-export: " + s2s.parity_summary(report["parity"]))
+    elif "parity" in report:
         from prado_tiny.export.tflite import ParityReport
         p = dict(report["parity"])
         p.pop("exact_match_drop", None)
@@ -90,7 +115,8 @@ def main(argv):
                 "--qat_epochs=N (N >= 2) so the int8 model keeps its accuracy"
                 if not spec.get("qat") else
                 "try more --calibration_examples, or more QAT epochs (--qat_epochs)")
-        print(f"prado-export: FAILED parity: the int8 .tflite loses {drop:.2f} exact-match points "
+        what = "tree exact-match" if seq2seq else "exact-match"
+        print(f"prado-export: FAILED parity: the int8 .tflite loses {drop:.2f} {what} points "
               f"(> --max_exact_match_drop={FLAGS.max_exact_match_drop}); {hint}. "
               f"{FLAGS.output} is kept for inspection.", file=sys.stderr)
         sys.exit(1)

@@ -32,6 +32,13 @@ Decoding:
   unseen in training, so its probability is left out of the choice (the probabilities reported are
   still those of the full softmax).
 
+A pQRNN-MAtt export (`prado-export` of a `--model=pqrnn_matt` folder) is a pair: give the
+Predictor the encoder file; it finds the decoder beside it (the name in the metadata, else
+`FILE.decoder.tflite`), checks that the two belong together (`pair_id`), and runs a constrained
+beam search on the host (`prado_tiny.seq2seq_decoding`, width and length penalty from the
+metadata). `predict` then also returns the decoupled `parse`; `intent`, `tags` and `slots` are its
+flat frame (the root intent and its top-level slots, placed on the tokens).
+
 Only `ai_edge_litert` and numpy are imported: no TensorFlow at inference time.
 
 Example:
@@ -46,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -59,6 +66,7 @@ FORMAT = "prado-tiny-model"
 VERSION = 1
 INPUT_FORMS = TextEncoder.INPUT_FORMS
 INTENT_MODES = ("joint", "multi_label")
+SEQ2SEQ_TYPES = ("pqrnn_matt",)
 TOP_K = 5
 EMPTY_MESSAGE = "empty utterance: nothing to classify"
 
@@ -78,6 +86,9 @@ class Prediction:
       slots: `{"slot", "text", "start", "end", "score"}` per span; `text == text[start:end]`,
         `score` is the mean probability of the span's tags.
       truncated: the text had more tokens than `max_tokens` (the rest were not seen by the model).
+      parse: seq2seq models only: the decoupled parse (`[IN:X [SL:Y words ] ]`, MTOP spelling);
+        None for intent/slot models. `intent_score` is then the probability of the whole parse
+        under the (constrained) model and `intents` holds just its intent.
     """
 
     text: str
@@ -89,15 +100,20 @@ class Prediction:
     tags: List[str]
     slots: List[Dict[str, Any]]
     truncated: bool
+    parse: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
-        """A JSON-able dict (lists instead of tuples, so `json.loads(json.dumps(d)) == d`)."""
-        return {"text": self.text, "tokens": list(self.tokens),
-                "offsets": [[int(s), int(e)] for s, e in self.offsets],
-                "intent": self.intent, "intent_score": float(self.intent_score),
-                "intents": [[label, float(p)] for label, p in self.intents],
-                "tags": list(self.tags), "slots": [dict(s) for s in self.slots],
-                "truncated": bool(self.truncated)}
+        """A JSON-able dict (lists instead of tuples, so `json.loads(json.dumps(d)) == d`);
+        `parse` only when there is one."""
+        d = {"text": self.text, "tokens": list(self.tokens),
+             "offsets": [[int(s), int(e)] for s, e in self.offsets],
+             "intent": self.intent, "intent_score": float(self.intent_score),
+             "intents": [[label, float(p)] for label, p in self.intents],
+             "tags": list(self.tags), "slots": [dict(s) for s in self.slots],
+             "truncated": bool(self.truncated)}
+        if self.parse is not None:
+            d["parse"] = self.parse
+        return d
 
 
 class Predictor:
@@ -128,9 +144,13 @@ class Predictor:
             raise FileNotFoundError(f"{path}: model file not found")
         self.path = path
         self.metadata = read_metadata(path)  # MetadataError naming the file
+        self._lock = threading.Lock()
+        self.seq2seq = self.metadata.get("model_type") in SEQ2SEQ_TYPES
+        if self.seq2seq:
+            self._configure_seq2seq(self.metadata, num_threads)
+            return
         self._configure(self.metadata)
         self._interpreter = self._make_interpreter(path, num_threads)
-        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- set-up
 
@@ -213,6 +233,115 @@ class Predictor:
             raise self._fail("the intent and slot outputs are the same tensor")
         return found["intent"], found["slots"]
 
+    def _configure_seq2seq(self, doc: Dict[str, Any], num_threads: int) -> None:
+        """Encoder metadata, output vocabulary, decoding defaults; finds and checks the decoder."""
+        from prado_tiny.data.seq2seq_targets import OutputVocab
+        from prado_tiny.seq2seq_decoding import TFLiteStepper
+        if doc.get("format") != FORMAT:
+            raise self._fail(f"metadata format is {doc.get('format')!r}, expected {FORMAT!r}")
+        if doc.get("version") != VERSION:
+            raise self._fail(f"metadata version {doc.get('version')!r} is not supported "
+                             f"(this release reads {VERSION})")
+        missing = [k for k in ("text_encoder", "output_vocab", "decoding", "role") if k not in doc]
+        if missing:
+            raise self._fail(f"metadata lacks {', '.join(missing)}")
+        if doc["role"] != "encoder":
+            raise self._fail(f"this is the {doc['role']} of a {doc.get('model_type')} pair; give the "
+                             f"Predictor the encoder file ({doc.get('encoder_file')})")
+        try:
+            self.encoder = TextEncoder.from_config(doc["text_encoder"])
+            self.output_vocab = OutputVocab.from_dict(doc["output_vocab"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise self._fail(f"bad metadata: {e}") from e
+        self.input_form = doc.get("input", "codepoints")
+        if self.input_form != "codepoints":
+            raise self._fail(f"metadata 'input' of a seq2seq model must be 'codepoints', got "
+                             f"{self.input_form!r}")
+        self.model_type = doc.get("model_type")
+        self.vocab = None  # no label vocabulary: labels come from the parse
+        self.intent_mode = "joint"
+        d = doc["decoding"]
+        self.beam_width = int(d.get("beam_width", 4))
+        self.length_penalty_alpha = float(d.get("length_penalty_alpha", 0.6))
+        self.max_target_len = int(d["max_target_len"])
+        folder = os.path.dirname(os.path.abspath(self.path))
+        stem, ext = os.path.splitext(self.path)
+        candidates = []
+        if doc.get("decoder_file"):
+            candidates.append(os.path.join(folder, os.path.basename(doc["decoder_file"])))
+        candidates.append((stem if ext == ".tflite" else self.path) + ".decoder.tflite")
+        found = next((c for c in candidates if os.path.isfile(c)), None)
+        if found is None:
+            raise FileNotFoundError(f"{self.path}: the decoder of this {self.model_type} encoder is "
+                                    f"not beside it (looked for {', '.join(dict.fromkeys(candidates))})")
+        self.decoder_path = found
+        dec = read_metadata(found)
+        if dec.get("role") != "decoder" or dec.get("pair_id") != doc.get("pair_id"):
+            raise self._fail(f"{found} is not the decoder exported with this encoder (pair_id "
+                             f"{dec.get('pair_id')!r} != {doc.get('pair_id')!r}, role "
+                             f"{dec.get('role')!r})")
+        try:
+            self._stepper = TFLiteStepper(self.path, found, num_threads=int(num_threads))
+        except (RuntimeError, ValueError) as e:
+            raise self._fail(f"the interpreter cannot load the model pair: {e}") from e
+        if self._stepper.vocab_size != self.output_vocab.size:
+            raise self._fail(f"the decoder outputs {self._stepper.vocab_size} ids, the output "
+                             f"vocabulary has {self.output_vocab.size}")
+        self._stepper.pointer_offset = self.output_vocab.pointer_offset
+        self._interpreter = None
+
+    # ----------------------------------------------------------------- seq2seq
+
+    def decode_token_lists(self, token_lists: Sequence[Sequence[str]],
+                           beam_width: Optional[int] = None,
+                           length_penalty_alpha: Optional[float] = None, chunk: int = 64,
+                           return_all: bool = False) -> list:
+        """Seq2seq models: output ids per token list (already tokenized text, e.g. a dataset's
+        own tokens), by the constrained host beam search over the .tflite pair; width and
+        length penalty default to the metadata's. With `return_all`, the ranked
+        `seq2seq_decoding.Hypothesis` lists instead."""
+        from prado_tiny.seq2seq_decoding import beam_search
+        if not self.seq2seq:
+            raise TypeError(f"{self.path} is an intent/slot model: use predict or logits_for_tokens")
+        width = self.beam_width if beam_width is None else int(beam_width)
+        alpha = self.length_penalty_alpha if length_penalty_alpha is None else float(length_penalty_alpha)
+        lists = [list(t) for t in token_lists]
+        out: list = []
+        for lo in range(0, len(lists), chunk):
+            cp = self.encoder.encode_tokens_batch(lists[lo:lo + chunk])
+            with self._lock:
+                hyps = beam_search(self._stepper, cp, width, alpha, self.max_target_len,
+                                   self.output_vocab, True, return_all=True)
+            for h in hyps:
+                out.append(h if return_all else (list(h[0].ids) if h else []))
+        return out
+
+    def _predict_seq2seq(self, text: str, encoded) -> Prediction:
+        from prado_tiny.data.parse import ParseError, flat_frame, flat_to_bio
+        hyps = self.decode_token_lists([encoded.tokens[:self.encoder.max_tokens]], return_all=True)[0]
+        best = hyps[0] if hyps else None
+        decoded = self.output_vocab.decode(best.ids if best else [], encoded.tokens)
+        parse = decoded.parse
+        tokens = [(t, int(s), int(e)) for t, (s, e) in zip(encoded.tokens, encoded.offsets)]
+        intent, tags, score = "", ["O"] * len(tokens), 0.0
+        if parse is not None:
+            try:
+                intent, frame = flat_frame(parse)
+                tokens, tags, _ = flat_to_bio(text, frame, tokens=tokens)
+                score = float(np.exp(best.log_prob))
+            except ParseError:  # decode returns parseable strings; kept as a guard
+                parse = None
+        slots = []
+        for label, first, stop in bio_to_spans(tags):
+            start, end = tokens[first][1], tokens[stop - 1][2]
+            slots.append({"slot": label, "text": text[start:end], "start": int(start),
+                          "end": int(end), "score": score})
+        return Prediction(text=text, tokens=[t for t, _, _ in tokens],
+                          offsets=[(int(s), int(e)) for _, s, e in tokens], intent=intent,
+                          intent_score=score, intents=[(intent, score)] if intent else [],
+                          tags=list(tags), slots=slots,
+                          truncated=len(encoded.tokens) > self.encoder.max_tokens, parse=parse)
+
     # ----------------------------------------------------------------- inference
 
     def predict(self, text: str) -> Prediction:
@@ -240,6 +369,8 @@ class Predictor:
         encoded = self.encoder.encode_text(text)
         if not encoded.tokens:  # cannot happen for non-blank text; kept as a guard
             raise ValueError(EMPTY_MESSAGE)
+        if self.seq2seq:
+            return self._predict_seq2seq(text, encoded)
         x = {"subwords": encoded.subwords, "codepoints": encoded.codepoints}.get(self.input_form)
         if x is None:
             x = self.encoder.encode_piece_ids(encoded.tokens)
@@ -249,6 +380,8 @@ class Predictor:
     def logits_for_tokens(self, tokens: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """Dequantized `(intent logits [num_intents], slot logits [max_tokens, num_slot_tags])`
         for already tokenized text (evaluation on a dataset's own tokens)."""
+        if self.seq2seq:
+            raise TypeError(f"{self.path} generates parses: use decode_token_lists or predict")
         return self._run(self.encoder.encode_form(self.input_form, tokens))
 
     def _run(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,11 @@ Usage:
   prado-train --flagfile=configs/pnlp_mixer_base.flags --model_dir=DIR [--dataset=NAME
       --data_dir=DIR --languages=en,de --epochs=N]
   prado-train --flagfile=configs/pqrnn.flags --model_dir=DIR [...]
+  prado-train --flagfile=configs/pqrnn_matt.flags --flagfile=configs/mtop.flags --model_dir=DIR
+
+--model=pqrnn_matt generates the decoupled parse (a seq2seq model); it needs a dataset with parses
+(mtop, massive, demo). Training examples whose parse cannot be written as ontology tokens and
+pointers to source tokens are skipped and counted (printed by reason).
 
 Flags given after --flagfile override it. Running the same command again on the same
 --model_dir resumes from the last checkpoint (also after kill -9); a finished run says so and
@@ -27,16 +32,19 @@ flags.DEFINE_string("model_dir", None, "Where checkpoints, vocabularies and logs
 flags.DEFINE_string("dev_split", "dev", "Development split for early stopping ('' = none).")
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
 # Model.
-flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn", "bilstm", "transformer"],
+flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn", "bilstm", "transformer",
+                                         "pqrnn_matt"],
                   "Model type: pnlp_mixer (MinHash projection over WordPiece pieces, MLP-Mixer), "
                   "pqrnn (ternary projection over whole tokens, bidirectional QRNN), or the "
-                  "baselines with WordPiece embeddings: bilstm, transformer.")
+                  "baselines with WordPiece embeddings: bilstm, transformer; pqrnn_matt (pQRNN "
+                  "encoder and merged-attention decoder generating the decoupled parse).")
 flags.DEFINE_integer("max_seq_len", 64, "Tokens per example; longer ones are cut (counted).")
 flags.DEFINE_integer("num_hashes", 64, "MinHash fingerprint length H (1..127).")
 flags.DEFINE_integer("ngram_size", 3, "Character n-gram size of the MinHash projection.")
 flags.DEFINE_integer("bloom_size", 1024, "m: counting Bloom filter size.")
 flags.DEFINE_integer("window", 1, "w: tokens concatenated on each side.")
-flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck size (the mixer's hidden size).")
+flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck size (the mixer's hidden size; the dense "
+                     "bottleneck of pqrnn and pqrnn_matt).")
 flags.DEFINE_integer("num_layers", 2, "Mixer blocks, or bidirectional QRNN layers.")
 # pQRNN.
 flags.DEFINE_integer("num_features", 512, "pqrnn: ternary projection features per token.")
@@ -51,8 +59,24 @@ flags.DEFINE_integer("num_codebooks", 8, "bilstm --embedding=codes: M, codewords
 flags.DEFINE_integer("codebook_size", 16, "bilstm --embedding=codes: K, codewords per codebook "
                      "(2-256; K=16 packs two codes per byte).")
 flags.DEFINE_float("code_temperature", 1.0, "bilstm --embedding=codes: Gumbel-softmax temperature.")
-flags.DEFINE_integer("num_heads", 4, "transformer: attention heads.")
-flags.DEFINE_integer("ff_dim", 512, "transformer: feed-forward hidden size.")
+flags.DEFINE_integer("num_heads", 4, "transformer: attention heads; pqrnn_matt: cross-attention "
+                     "heads of each decoder layer.")
+flags.DEFINE_integer("ff_dim", 512, "transformer, pqrnn_matt (decoder): feed-forward hidden size.")
+# pQRNN-MAtt's decoder (the encoder is pQRNN's: --num_features, --hidden_dim, --state_dim,
+# --num_layers, --kernel_width, --zoneout, --dropout).
+flags.DEFINE_integer("decoder_dim", 128, "pqrnn_matt: decoder width (embeddings and layers).")
+flags.DEFINE_integer("num_decoder_layers", 2, "pqrnn_matt: merged-attention decoder layers.")
+flags.DEFINE_integer("max_target_len", 64, "pqrnn_matt: output ids per parse, <eos> included; "
+                     "longer targets are skipped in training (counted).")
+flags.DEFINE_float("decoder_dropout", 0.0, "pqrnn_matt: dropout on the decoder embeddings and in "
+                   "its layers.")
+flags.DEFINE_float("label_smoothing", 0.1, "pqrnn_matt: epsilon of the label-smoothed "
+                   "cross-entropy.")
+flags.DEFINE_integer("beam_width", 4, "pqrnn_matt: beam width of prado-eval, prado-export's parity "
+                     "check and the Predictor (stored with the model; development scores during "
+                     "training use constrained greedy decoding).")
+flags.DEFINE_float("length_penalty_alpha", 0.6, "pqrnn_matt: alpha of the GNMT length penalty "
+                   "((5 + |Y|) / 6)^alpha of beam search (stored with the model).")
 flags.DEFINE_float("zoneout", 0.0, "pqrnn: zoneout probability of the first QRNN layer; layer i "
                    "uses zoneout^(i+1).")
 flags.DEFINE_integer("token_mlp_dim", 0, "Token-mixing MLP hidden size (0 = max_seq_len).")
@@ -168,7 +192,7 @@ def input_form() -> str:
     the BiLSTM baseline looks pieces up in its embedding table."""
     if FLAGS.model in EMBEDDING_MODELS:
         return "piece_ids"
-    if FLAGS.model == "pqrnn":
+    if FLAGS.model in ("pqrnn", "pqrnn_matt"):
         return "codepoints"
     return "subwords" if FLAGS.wordpiece_vocab_size > 0 else "codepoints"
 
@@ -193,6 +217,16 @@ def model_config() -> dict:
                 "num_heads": FLAGS.num_heads, "ff_dim": FLAGS.ff_dim,
                 "num_layers": FLAGS.num_layers, "dropout": FLAGS.dropout,
                 "intent_mode": FLAGS.intent_mode}
+    if FLAGS.model == "pqrnn_matt":
+        # output_vocab_size and pointer_offset come from the output vocabulary (main).
+        return {"max_seq_len": FLAGS.max_seq_len, "num_features": FLAGS.num_features,
+                "seed": FLAGS.seed, "bottleneck_dim": FLAGS.hidden_dim,
+                "state_dim": FLAGS.state_dim, "num_layers": FLAGS.num_layers,
+                "kernel_width": FLAGS.kernel_width, "zoneout": FLAGS.zoneout,
+                "dropout": FLAGS.dropout, "max_target_len": FLAGS.max_target_len,
+                "hidden_dim": FLAGS.decoder_dim, "num_decoder_layers": FLAGS.num_decoder_layers,
+                "num_heads": FLAGS.num_heads, "ff_dim": FLAGS.ff_dim,
+                "decoder_dropout": FLAGS.decoder_dropout, "label_smoothing": FLAGS.label_smoothing}
     if FLAGS.model == "pqrnn":
         return {"max_seq_len": FLAGS.max_seq_len, "num_features": FLAGS.num_features,
                 "seed": FLAGS.seed, "bottleneck_dim": FLAGS.hidden_dim,
@@ -211,7 +245,7 @@ def model_config() -> dict:
 
 def model_spec(vocab_size_hint=None) -> dict:
     subwords = uses_subwords()
-    return {
+    spec = {
         "model_type": FLAGS.model,
         "intent_mode": FLAGS.intent_mode,
         "input": input_form(),
@@ -231,6 +265,54 @@ def model_spec(vocab_size_hint=None) -> dict:
                         if FLAGS.teacher else {}),
                      **({"init_from": os.path.abspath(FLAGS.init_from)} if FLAGS.init_from else {})),
     }
+    if FLAGS.model in SEQ2SEQ_MODELS:
+        # How the model is decoded by default (prado-eval, prado-export, the Predictor).
+        spec["decoding"] = {"beam_width": FLAGS.beam_width,
+                            "length_penalty_alpha": FLAGS.length_penalty_alpha}
+    return spec
+
+
+SEQ2SEQ_MODELS = ("pqrnn_matt",)
+
+
+def _check_seq2seq_flags() -> None:
+    if FLAGS.model not in SEQ2SEQ_MODELS:
+        return
+    if FLAGS.intent_mode != "joint":
+        raise app.UsageError(f"--model={FLAGS.model} generates parses: --intent_mode="
+                             f"{FLAGS.intent_mode} does not apply (leave it at joint)")
+    if FLAGS.teacher:
+        raise app.UsageError(f"--teacher distils intent and slot logits; --model={FLAGS.model} "
+                             f"has none")
+    if FLAGS.beam_width < 1:
+        raise app.UsageError(f"--beam_width must be positive, got {FLAGS.beam_width}")
+    if FLAGS.length_penalty_alpha < 0:
+        raise app.UsageError(f"--length_penalty_alpha must be >= 0, got {FLAGS.length_penalty_alpha}")
+    for name in ("decoder_dim", "num_decoder_layers", "num_heads", "ff_dim", "max_target_len"):
+        if getattr(FLAGS, name) < 1:
+            raise app.UsageError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
+    if FLAGS.decoder_dim % FLAGS.num_heads:
+        raise app.UsageError(f"--decoder_dim={FLAGS.decoder_dim} is not divisible by "
+                             f"--num_heads={FLAGS.num_heads}")
+    for name in ("decoder_dropout", "label_smoothing"):
+        if not 0.0 <= getattr(FLAGS, name) < 1.0:
+            raise app.UsageError(f"--{name} must be in [0, 1), got {getattr(FLAGS, name)}")
+
+
+def _output_vocab(train):
+    """The OutputVocab of the training parses; a UsageError for a dataset without parses."""
+    from prado_tiny.data.seq2seq_targets import OutputVocab, TargetError
+    with_parse = sum(ex.parse is not None for ex in train)
+    if not with_parse:
+        raise app.UsageError(
+            f"--model={FLAGS.model} learns to generate decoupled parses, but the {len(train)} "
+            f"training examples of --dataset={FLAGS.dataset} have none (datasets with parses: "
+            f"mtop, massive, demo); train an intent/slot model (pqrnn, pnlp_mixer) on "
+            f"{FLAGS.dataset} instead")
+    try:
+        return OutputVocab.build(train, max_source_len=FLAGS.max_seq_len)
+    except TargetError as e:
+        raise app.UsageError(f"training data: {e} (use --skip_bad_rows to skip malformed rows)") from None
 
 
 def main(argv):
@@ -246,6 +328,7 @@ def main(argv):
     if FLAGS.init_from and FLAGS.model != "bilstm":
         raise app.UsageError(f"--init_from starts a BiLSTM from a trained uncompressed one: it "
                              f"needs --model=bilstm, not {FLAGS.model}")
+    _check_seq2seq_flags()
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)  # TF's per-checkpoint INFO lines
     strategy = _strategy()  # before any other TF use: logical devices are fixed at start-up
@@ -256,7 +339,7 @@ def main(argv):
     from prado_tiny.data.token_features import atomic_intents
     from prado_tiny.data.vocab import LabelVocab
     from prado_tiny.data.wordpiece import learn_vocabulary
-    from prado_tiny.evaluation import dev_evaluator
+    from prado_tiny.evaluation import dev_evaluator, seq2seq_dev_evaluator
     from prado_tiny.models import model_dir as md
     from prado_tiny.trainer import Trainer, TrainConfig
 
@@ -264,6 +347,7 @@ def main(argv):
     model_dir = FLAGS.model_dir
     _lock(model_dir)
     spec = model_spec()
+    seq2seq = md.is_seq2seq(spec)
     old = md.read_spec(model_dir)
     train, train_report = _read("train", "training data")
     if FLAGS.max_train_examples:
@@ -276,7 +360,8 @@ def main(argv):
     if old is not None:
         # num_intents / num_slot_tags are derived from the data when the folder is created.
         derived = {k: (old.get("config") or {}).get(k) for k in ("num_intents", "num_slot_tags",
-                                                                 "vocab_size")
+                                                                 "vocab_size", "output_vocab_size",
+                                                                 "pointer_offset")
                    if k in (old.get("config") or {})}
         spec["config"].update(derived)
         diff = md.spec_differences({k: old.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")},
@@ -284,7 +369,15 @@ def main(argv):
         if diff:
             raise app.UsageError(f"{model_dir} holds a model trained with other settings; use a new "
                                  f"--model_dir or the same flags. Differences: " + "; ".join(diff))
-        vocab = LabelVocab.load(model_dir)
+        try:
+            vocab = md.load_output_vocab(model_dir) if seq2seq else LabelVocab.load(model_dir)
+        except md.ModelDirError as e:
+            raise app.UsageError(str(e)) from None
+        if seq2seq and old.get("decoding") != spec["decoding"]:
+            # Decoding settings do not change training: the new ones are kept.
+            print(f"prado-train: decoding defaults {old.get('decoding')} -> {spec['decoding']}",
+                  flush=True)
+            md.write_spec(model_dir, dict(old, decoding=spec["decoding"]))
         encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
         if encoder.lowercase != FLAGS.lowercase:
             raise app.UsageError(f"{model_dir} holds a model trained with --lowercase="
@@ -306,6 +399,17 @@ def main(argv):
         vocab = LabelVocab.load(model_dir)
         encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
         md.write_spec(model_dir, spec)
+    elif seq2seq:
+        vocab = _output_vocab(train)
+        encoder = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
+                              max_pieces=FLAGS.max_pieces, wordpiece=None, lowercase=FLAGS.lowercase)
+        os.makedirs(model_dir, exist_ok=True)
+        md.save_output_vocab(model_dir, vocab)
+        encoder.save(os.path.join(model_dir, "text_encoder"))
+        spec["config"].update(output_vocab_size=vocab.size, pointer_offset=vocab.pointer_offset)
+        md.write_spec(model_dir, spec)
+        print(f"prado-train: output vocabulary of {vocab.size} ids: {len(vocab.ontology)} intent "
+              f"and slot labels, {vocab.max_source_len} pointers", flush=True)
     else:
         vocab = LabelVocab.from_examples(train)
         if FLAGS.intent_mode == "multi_label":
@@ -335,10 +439,18 @@ def main(argv):
 
     host = md.featurizer(spec)
     t0 = time.time()
-    train_set = md.featurize(train, spec, encoder, vocab, host)
+    if seq2seq:
+        try:
+            train_set = md.featurize(train, spec, encoder, vocab, host, skip_unencodable=True)
+        except ValueError as e:
+            raise app.UsageError(f"training data: {e}") from None
+    else:
+        train_set = md.featurize(train, spec, encoder, vocab, host)
     dev_set = md.featurize(dev, spec, encoder, vocab, host) if dev else None
     print(f"prado-train: features of {len(train_set.values) + (len(dev_set.values) if dev_set else 0)} "
           f"tokens computed in {time.time() - t0:.1f} s", flush=True)
+    if seq2seq:
+        _report_targets(train, train_set, dev_set)
     if FLAGS.teacher:
         from prado_tiny.data.teacher import TeacherError, TeacherOutputs, attach, soft_targets
         if not 0.0 <= FLAGS.distill_alpha <= 1.0:
@@ -359,7 +471,7 @@ def main(argv):
         if targets.missing == len(train_set):
             raise app.UsageError(f"--teacher: {FLAGS.teacher} holds none of the training examples "
                                  f"(matched by language and utterance)")
-    unaligned = int((train_set.slot_weight == 0).sum())
+    unaligned = 0 if seq2seq else int((train_set.slot_weight == 0).sum())
     if unaligned:
         print(f"prado-train: {unaligned} training examples with unaligned slots train the intent only",
               flush=True)
@@ -376,8 +488,9 @@ def main(argv):
         raise app.UsageError(f"--distortion must be in [0, 1], got {FLAGS.distortion}")
     augment = (md.distortion_augmenter(spec, encoder, FLAGS.distortion, host)
                if FLAGS.distortion else None)
+    evaluator = seq2seq_dev_evaluator(vocab) if seq2seq else dev_evaluator(vocab, spec["intent_mode"])
     trainer = Trainer(model_dir, lambda: md.build_model(spec, quantize=False), train_set, dev_set,
-                      config, evaluate_fn=dev_evaluator(vocab, spec["intent_mode"]) if dev_set else None,
+                      config, evaluate_fn=evaluator if dev_set else None,
                       intent_mode=spec["intent_mode"], strategy=strategy, augment=augment)
     if int(trainer.state["epoch"]) == 0 and trainer.manager.latest_checkpoint is None:
         md.dummy_input(trainer.model, spec)
@@ -398,10 +511,31 @@ def main(argv):
                "dev_exact_match": best.get("dev_exact_match"),
                "dev_intent_accuracy": best.get("dev_intent_accuracy"),
                "dev_slot_f1": best.get("dev_slot_f1"),
+               **({"dev_tree_exact_match": best.get("dev_tree_exact_match"),
+                   "training_examples": len(train_set),
+                   "skipped_training_examples": sum(train_set.skipped.values())}
+                  if seq2seq else {}),
                "examples_per_second_median": float(np.median(rates)) if rates else None,
                "seconds": round(time.time() - t_start, 1)}
     print("prado-train: done " + json.dumps(summary), flush=True)
     sys.stdout.flush()
+
+
+def _report_targets(train, train_set, dev_set) -> None:
+    """Prints how many examples have seq2seq targets; never skips silently."""
+    skipped = sum(train_set.skipped.values())
+    print(f"prado-train: seq2seq targets for {len(train_set)} of {len(train)} training examples; "
+          f"skipped {train_set.skipped_summary()}", flush=True)
+    for reason, samples in train_set.samples.items():
+        print(f"prado-train:   e.g. {reason}: {samples[0]}", flush=True)
+    if skipped > 0.2 * len(train):
+        print(f"prado-train: WARNING: {100 * skipped / len(train):.1f}% of the training examples "
+              f"have no target (raise --max_seq_len / --max_target_len if the reason is length)",
+              flush=True)
+    if dev_set is not None and dev_set.skipped:
+        print(f"prado-train: {sum(dev_set.skipped.values())} of {len(dev_set)} development examples "
+              f"have no pointer target ({dev_set.skipped_summary()}); they stay in the "
+              f"development scores", flush=True)
 
 
 def run():

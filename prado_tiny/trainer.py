@@ -11,8 +11,10 @@ What it does, in order, for `Trainer.fit()`:
   cosine decay, a progress bar, TensorBoard scalars (`model_dir/logs`), a checkpoint at the end
   (and every `checkpoint_secs` within the epoch).
 * Evaluates on the development set after every epoch; keeps the best weights (`model_dir/best`)
-  by development exact match (averaged over languages); stops after `patience` epochs without
-  improvement.
+  by development exact match (averaged over languages; tree exact match for a seq2seq model);
+  stops after `patience` epochs without improvement.
+* A seq2seq model (pQRNN-MAtt: batches with `decoder_inputs` and `targets`) trains on the
+  label-smoothed cross-entropy of its targets with teacher forcing.
 * QAT: fake quantization is on for the whole run (`qat_epochs=-1`), for the last `qat_epochs`
   epochs, or never (`0`, post-training quantization only). If early stopping ends the float
   phase first, the best float weights go on to the QAT phase; the best QAT epoch is kept.
@@ -235,7 +237,13 @@ class Trainer:
     # ------------------------------------------------------------------ steps
 
     def _losses(self, labels, out):
-        """Per-example joint loss."""
+        """Per-example joint loss; for a seq2seq model (labels hold `targets`, the model returns
+        logits `[B, T, V]`), the label-smoothed cross-entropy of its config over the real target
+        positions (`sequence_loss`)."""
+        if "targets" in labels:
+            from prado_tiny.models.pqrnn_matt import sequence_loss
+            smoothing = float(getattr(self.model.config, "label_smoothing", 0.0))
+            return sequence_loss(labels["targets"], out, smoothing, per_example=True)
         if self.intent_mode == "multi_label":
             intent = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
                 labels=tf.cast(labels["intent"], tf.float32), logits=out["intent"]), axis=-1)
@@ -397,7 +405,8 @@ class Trainer:
             self.best_ckpt.write(os.path.join(self.best_dir, "ckpt"))
         record["best_so_far"] = improved
         if True:  # one line per epoch, also without the progress bar
-            dev = (f", dev exact match {record['dev_score'] * 100:.2f}" if "dev_score" in record else "")
+            name = record.get("dev_score_name", "exact match")
+            dev = (f", dev {name} {record['dev_score'] * 100:.2f}" if "dev_score" in record else "")
             rate = record["examples_per_second"] or 0.0
             print(f"  epoch {epoch + 1}: loss {record['train_loss']:.4f}, {rate:,.0f} examples/s{dev}"
                   + (" (best)" if improved else ""), flush=True)

@@ -216,7 +216,7 @@ def comparison_table(comparisons: Sequence[Dict[str, Any]], metric: str = "exact
     for c in comparisons:
         if c["offline_setting"] is None:
             tail = (f"none this small (smallest {c['offline_smallest_bytes']:,} B) | - | - | "
-                    f"yes (no setting at this size) |")
+                    f"n/a |")
         else:
             tail = (f"{c['offline_setting']} | {c['offline_bytes']:,} | {_pct(c['offline_score'])} | "
                     f"{'yes' if c['codes_win'] else 'NO'} |")

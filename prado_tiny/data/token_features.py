@@ -128,6 +128,19 @@ def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: Tok
       progress: called with the number of examples done after each chunk.
     """
     examples = list(examples)
+    values, lengths, starts = _token_values(examples, encoder, featurizer, max_seq_len, subwords,
+                                            dtype, encode, progress)
+    intents, slots, weight = encode_labels(examples, vocab, max_seq_len, intent_mode)
+    if len(slots) != len(values):
+        raise AssertionError(f"{len(slots)} slot labels for {len(values)} tokens")
+    return TokenFeatureSet(examples, values, lengths, starts, intents, slots, weight,
+                           feature_key)
+
+
+def _token_values(examples: List[Example], encoder: TextEncoder, featurizer: TokenFeaturizer,
+                  max_seq_len: int, subwords: bool, dtype, encode: Optional[Callable],
+                  progress: Optional[Callable[[int], None]]):
+    """-> (values of every real token, lengths, starts): the features of `featurize`."""
     if not examples:
         raise ValueError("no examples to featurize")
     if encoder.max_tokens < max_seq_len:
@@ -149,8 +162,134 @@ def featurize(examples: Sequence[Example], encoder: TextEncoder, featurizer: Tok
             progress(lo + len(part))
     values = np.concatenate(chunks, axis=0)
     starts = np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64)]).astype(np.int64)
-    intents, slots, weight = encode_labels(examples, vocab, max_seq_len, intent_mode)
-    if len(slots) != len(values):
-        raise AssertionError(f"{len(slots)} slot labels for {len(values)} tokens")
-    return TokenFeatureSet(examples, values, lengths, starts, intents, slots, weight,
-                           feature_key)
+    return values, lengths, starts
+
+
+# -- seq2seq: the same cached token features, with decoder inputs and targets -------------------
+
+@dataclasses.dataclass
+class Seq2SeqFeatureSet:
+    """Ragged per-token features of a list of examples with their seq2seq targets (pQRNN-MAtt).
+
+    Attributes:
+      examples, values, lengths, starts, feature_key: as `TokenFeatureSet`.
+      decoder_inputs: int32 `[N, max_target_len]` (`<bos>` + targets shifted, `<pad>` after).
+      targets: int32 `[N, max_target_len]` (`OutputVocab.encode` ids, `<eos>` last, `<pad>` after).
+      target_lengths: int32 `[N]` real target ids; 0 for an example whose parse could not be
+        encoded (kept only when featurized with `skip_unencodable=False`: decoding and scoring
+        need every example, training only those with targets).
+      skipped: reason code (`TargetError.reason`) -> examples left out or without targets.
+      samples: reason code -> the first few `source: message` strings.
+    """
+
+    examples: List[Example]
+    values: np.ndarray
+    lengths: np.ndarray
+    starts: np.ndarray
+    decoder_inputs: np.ndarray
+    targets: np.ndarray
+    target_lengths: np.ndarray
+    feature_key: str = "projection"
+    skipped: Dict[str, int] = dataclasses.field(default_factory=dict)
+    samples: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def encoder_features(self, index: Sequence[int]) -> Dict[str, np.ndarray]:
+        """The encoder inputs of the examples `index`, padded to their longest source."""
+        index = np.asarray(index, np.int64)
+        lengths = self.lengths[index]
+        t = max(int(lengths.max()) if len(index) else 1, 1)
+        mask = (np.arange(t)[None, :] < lengths[:, None])
+        rows, cols = np.nonzero(mask)
+        values = np.zeros((len(index), t) + self.values.shape[1:], self.values.dtype)
+        values[rows, cols] = self.values[self.starts[index][rows] + cols]
+        return {self.feature_key: values, "token_mask": mask.astype(np.int32)}
+
+    def batch(self, index: Sequence[int]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+        """`({feature_key, "token_mask", "decoder_inputs"}, {"targets"})`: sources padded to the
+        longest source of the batch, decoder inputs and targets cut to its longest target."""
+        index = np.asarray(index, np.int64)
+        features = self.encoder_features(index)
+        tb = max(int(self.target_lengths[index].max()) if len(index) else 1, 1)
+        features["decoder_inputs"] = self.decoder_inputs[index, :tb]
+        return features, {"targets": self.targets[index, :tb]}
+
+    def skipped_summary(self) -> str:
+        """`N (reason n, ...)`, or `none`."""
+        total = sum(self.skipped.values())
+        if not total:
+            return "none"
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(self.skipped.items(), key=lambda kv: -kv[1]))
+        return f"{total} ({reasons})"
+
+
+def seq2seq_target(vocab, example: Example, max_seq_len: int, max_target_len: int):
+    """The `TeacherForcing` rows of one example: its parse encoded over its first `max_seq_len`
+    tokens (what the encoder sees). Raises `TargetError`; a word beyond the first `max_seq_len`
+    tokens gives the reason `position_beyond_max_source_len`."""
+    from prado_tiny.data.seq2seq_targets import SourcePositionError, TargetError
+    tokens = list(example.tokens)
+    try:
+        ids = vocab.encode(example, tokens[:max_seq_len])
+    except TargetError as e:
+        if len(tokens) > max_seq_len and not isinstance(e, SourcePositionError):
+            try:  # over every token: does the word exist beyond the cut?
+                vocab.encode(example, tokens)
+            except SourcePositionError as beyond:
+                raise beyond from None
+            except TargetError:
+                pass
+        raise
+    return vocab.teacher_forcing(ids, max_target_len, source=example.source)
+
+
+def featurize_seq2seq(examples: Sequence[Example], encoder: TextEncoder, featurizer: TokenFeaturizer,
+                      vocab, max_seq_len: int, max_target_len: int, dtype=np.int8,
+                      feature_key: str = "projection", skip_unencodable: bool = True,
+                      keep_samples: int = 5) -> Seq2SeqFeatureSet:
+    """Token features (as `featurize`, whole-token codepoints) plus seq2seq targets.
+
+    Args:
+      examples: the examples (those without a parse have no target: reason `no_parse`).
+      encoder, featurizer, max_seq_len, dtype, feature_key: as `featurize`.
+      vocab: the `OutputVocab`.
+      max_target_len: decoder positions (`<eos>` included); a longer target is `target_too_long`.
+      skip_unencodable: leave out the examples whose parse cannot be encoded (training); else
+        keep them with `target_lengths` 0 (evaluation scores every example). Either way they
+        are counted in `skipped` by reason.
+      keep_samples: messages kept per reason (`samples`).
+    """
+    from prado_tiny.data.seq2seq_targets import TargetError
+    examples = list(examples)
+    kept, rows = [], []
+    skipped: Dict[str, int] = {}
+    samples: Dict[str, List[str]] = {}
+    for ex in examples:
+        try:
+            row = seq2seq_target(vocab, ex, max_seq_len, max_target_len)
+        except TargetError as e:
+            skipped[e.reason] = skipped.get(e.reason, 0) + 1
+            bucket = samples.setdefault(e.reason, [])
+            if len(bucket) < keep_samples:
+                bucket.append(str(e))
+            if skip_unencodable:
+                continue
+            row = None
+        kept.append(ex)
+        rows.append(row)
+    if not kept:
+        reasons = ", ".join(f"{k} {n}" for k, n in skipped.items())
+        raise ValueError(f"none of the {len(examples)} examples has an encodable parse ({reasons})")
+    values, lengths, starts = _token_values(kept, encoder, featurizer, max_seq_len, False, dtype,
+                                            None, None)
+    n = len(kept)
+    dec = np.zeros((n, max_target_len), np.int32)
+    tgt = np.zeros((n, max_target_len), np.int32)
+    tlen = np.zeros(n, np.int32)
+    for i, row in enumerate(rows):
+        if row is not None:
+            dec[i], tgt[i], tlen[i] = row.inputs, row.targets, row.length
+    return Seq2SeqFeatureSet(kept, values, lengths, starts, dec, tgt, tlen, feature_key,
+                             skipped, samples)

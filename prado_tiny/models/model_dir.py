@@ -3,7 +3,8 @@
 Layout of `--model_dir`:
 
     model.json            model type, its config, intent mode, input form (written first)
-    label_vocab.json      the label vocabulary (LabelVocab)
+    label_vocab.json      the label vocabulary (LabelVocab; intent/slot models)
+    output_vocab.json     the output vocabulary (OutputVocab; seq2seq models: pqrnn_matt)
     text_encoder/         TextEncoder config and WordPiece vocabulary
     checkpoints/          the latest training state (weights, optimizer, epoch, step): resume
     best/                 the weights of the best development epoch: export and evaluation
@@ -20,7 +21,13 @@ from prado_tiny.data.text_encoder import TextEncoder
 from prado_tiny.data.vocab import LabelVocab
 
 MODEL_FILE = "model.json"
+OUTPUT_VOCAB_FILE = "output_vocab.json"
 FORMAT = "prado-tiny-model-dir"
+#: Model types that generate a decoupled parse (ontology + pointer ids) instead of intent and
+#: slot logits: their folders hold an OutputVocab, `load` returns it in place of the LabelVocab.
+SEQ2SEQ_TYPES = ("pqrnn_matt",)
+#: Model types that read ternary projection features of whole tokens.
+TERNARY_TYPES = ("pqrnn", "pqrnn_matt")
 
 
 class ModelDirError(ValueError):
@@ -32,9 +39,42 @@ def model_types() -> Dict[str, Any]:
     from prado_tiny.models.pnlp_mixer import PNLPMixer, PNLPMixerConfig
     from prado_tiny.models.bilstm import BiLSTMConfig, BiLSTMTagger
     from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
+    from prado_tiny.models.pqrnn_matt import PQRNNMAtt, PQRNNMAttConfig
     from prado_tiny.models.transformer import TransformerConfig, TransformerTagger
     return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer), "pqrnn": (PQRNNConfig, PQRNN),
-            "bilstm": (BiLSTMConfig, BiLSTMTagger), "transformer": (TransformerConfig, TransformerTagger)}
+            "bilstm": (BiLSTMConfig, BiLSTMTagger), "transformer": (TransformerConfig, TransformerTagger),
+            "pqrnn_matt": (PQRNNMAttConfig, PQRNNMAtt)}
+
+
+def is_seq2seq(spec: Dict[str, Any]) -> bool:
+    """True for a model that generates parses (pqrnn_matt)."""
+    return spec.get("model_type") in SEQ2SEQ_TYPES
+
+
+def save_output_vocab(model_dir: str, vocab) -> str:
+    """Writes a seq2seq model's `OutputVocab` (`to_dict`) to `model_dir/output_vocab.json`."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, OUTPUT_VOCAB_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(vocab.to_dict(), f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_output_vocab(model_dir: str):
+    """The `OutputVocab` of a seq2seq model folder."""
+    from prado_tiny.data.seq2seq_targets import OutputVocab
+    path = os.path.join(model_dir, OUTPUT_VOCAB_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return OutputVocab.from_dict(json.load(f))
+    except FileNotFoundError:
+        raise ModelDirError(f"{model_dir}: no {OUTPUT_VOCAB_FILE}; the folder of a seq2seq model "
+                            f"is incomplete") from None
+    except (OSError, json.JSONDecodeError, ValueError, KeyError) as e:
+        raise ModelDirError(f"{path}: cannot read the output vocabulary: {e}") from e
 
 
 def input_name(spec: Dict[str, Any]) -> str:
@@ -47,7 +87,7 @@ def feature_key(spec: Dict[str, Any]) -> str:
     """The input name of the cached training features."""
     if spec["input"] == "piece_ids":
         return "piece_ids"
-    return "projection" if spec["model_type"] == "pqrnn" else "buckets"
+    return "projection" if spec["model_type"] in TERNARY_TYPES else "buckets"
 
 
 def write_spec(model_dir: str, spec: Dict[str, Any]) -> str:
@@ -100,6 +140,8 @@ def build_model(spec: Dict[str, Any], quantize: Optional[bool] = None):
 def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], LabelVocab, TextEncoder]:
     """-> (model with weights restored, spec, label vocabulary, text encoder).
 
+    For a seq2seq model (`is_seq2seq(spec)`, pqrnn_matt) the third item is its `OutputVocab`.
+
     `weights`: `best` (the best development epoch; falls back to the latest checkpoint when
     training never evaluated) or `latest`.
     """
@@ -110,7 +152,7 @@ def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], La
     spec = read_spec(model_dir)
     if spec is None:
         raise ModelDirError(f"{model_dir}: no {MODEL_FILE}; is this a prado-train --model_dir?")
-    vocab = LabelVocab.load(model_dir)
+    vocab = load_output_vocab(model_dir) if is_seq2seq(spec) else LabelVocab.load(model_dir)
     encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
     model = build_model(spec)
     path = None
@@ -132,21 +174,33 @@ def featurizer(spec: Dict[str, Any]):
     c = spec["config"]
     if spec["input"] == "piece_ids":
         return None  # the ids are the features
-    if spec["model_type"] == "pqrnn":
+    if spec["model_type"] in TERNARY_TYPES:
         from prado_tiny.layers.ternary_projection import TernaryFeaturizer
         return TernaryFeaturizer(c["num_features"], c["seed"])
     from prado_tiny.layers.minhash_projection import MinHashFeaturizer
     return MinHashFeaturizer(c["num_hashes"], c["ngram_size"], c["bloom_size"], c["window"], c["seed"])
 
 
-def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: LabelVocab, host=None):
+def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: LabelVocab, host=None,
+              skip_unencodable: bool = False):
     """Examples -> the TokenFeatureSet the model reads (cached features per token).
 
-    `host`: a featurizer from `featurizer(spec)` to reuse (its cache carries over)."""
+    `host`: a featurizer from `featurizer(spec)` to reuse (its cache carries over).
+
+    A seq2seq model (`vocab` is then its OutputVocab) gets a `Seq2SeqFeatureSet`: the ternary
+    features plus decoder inputs and targets (`token_features.featurize_seq2seq`); examples whose
+    parse cannot be encoded are left out with `skip_unencodable` (training), else kept without
+    targets (evaluation), and counted by reason either way (`skipped`)."""
     import numpy as np
 
     from prado_tiny.data.token_features import featurize as featurize_tokens
     host = host or featurizer(spec)
+    if is_seq2seq(spec):
+        from prado_tiny.data.token_features import featurize_seq2seq
+        c = spec["config"]
+        return featurize_seq2seq(examples, encoder, lambda cp: (host.features(cp, np.int8), None),
+                                 vocab, c["max_seq_len"], c["max_target_len"],
+                                 skip_unencodable=skip_unencodable)
     common = dict(max_seq_len=spec["config"]["max_seq_len"], intent_mode=spec["intent_mode"],
                   subwords=spec["input"] == "subwords")
     if spec["input"] == "piece_ids":
@@ -171,7 +225,7 @@ def distortion_augmenter(spec: Dict[str, Any], encoder: TextEncoder, probability
     from prado_tiny.data.distortion import TextDistorter
     distorter = TextDistorter(probability)
     host = host or featurizer(spec)
-    pqrnn = spec["model_type"] == "pqrnn"
+    pqrnn = spec["model_type"] in TERNARY_TYPES
     key = feature_key(spec)
     form = spec["input"]
     max_len = spec["config"]["max_seq_len"]
@@ -198,6 +252,8 @@ def dummy_input(model, spec: Dict[str, Any]):
     import numpy as np
     c = spec["config"]
     mask = np.ones((1, 1), np.int32)
+    if is_seq2seq(spec):
+        return model.ensure_built()
     if spec["input"] == "piece_ids":
         return model({"piece_ids": np.ones((1, 1, 2), np.int32), "token_mask": mask},
                      training=False)
