@@ -25,6 +25,7 @@ Runs (development splits; MTOP's is called `eval`; the test splits are withheld)
                             the task from mtop_bilstm (run that first; issue 7)
   mtop_bilstm_codes8_scratch  the same codes learned from random codes
   mtop_bilstm_continued     mtop_bilstm trained 8 more epochs as the codes are (equal training)
+  mtop_bilstm_continued_codes8/16  codes started from mtop_bilstm_continued
   atis_bilstm[_codes8], snips_bilstm[_codes8]   the same on the English sets
 """
 import argparse
@@ -71,6 +72,17 @@ RUNS = {
     "mtop_bilstm_continued": (["configs/bilstm.flags", "configs/mtop.flags"],
                               ["--epochs=8", "--qat_epochs=3", "--patience=4", "--learning_rate=2e-3",
                                "--warmup_steps=300", "--init_from={out}/mtop_bilstm"], "mtop", "eval"),
+    # Compressing the better model: codes started from mtop_bilstm_continued, 8 more epochs.
+    "mtop_bilstm_continued_codes16": (["configs/bilstm.flags", "configs/mtop.flags"],
+                                      ["--epochs=8", "--qat_epochs=3", "--patience=4",
+                                       "--learning_rate=2e-3", "--warmup_steps=300",
+                                       "--embedding=codes", "--num_codebooks=16", "--codebook_size=16",
+                                       "--init_from={out}/mtop_bilstm_continued"], "mtop", "eval"),
+    "mtop_bilstm_continued_codes8": (["configs/bilstm.flags", "configs/mtop.flags"],
+                                     ["--epochs=8", "--qat_epochs=3", "--patience=4",
+                                      "--learning_rate=2e-3", "--warmup_steps=300",
+                                      "--embedding=codes", "--num_codebooks=8", "--codebook_size=16",
+                                      "--init_from={out}/mtop_bilstm_continued"], "mtop", "eval"),
     # The same codes learned from random codes (no reference): the from-scratch variant.
     "mtop_bilstm_codes8_scratch": (["configs/bilstm.flags", "configs/mtop.flags"],
                                    ["--epochs=15", "--qat_epochs=3", "--patience=4",
