@@ -142,9 +142,9 @@ def write_predictions(path: str, preds: Iterable[Dict[str, Any]]) -> int:
 # -- seq2seq (pQRNN-MAtt): parses generated as ontology + pointer ids --------------------------
 #
 # The model's output is scored two ways: tree exact match of the decoded parse, and the flat
-# scores of the frame derived from it (`flat_from_parse`: root intent, top-level slots placed on
-# the example's tokens as the MTOP reader places gold slots), so that it compares with the flat
-# models on the same examples.
+# scores of the frame derived from it (root intent; each top-level slot spans its pointers'
+# tokens, `flat_from_ids`, or for a repaired sequence its text placed as the MTOP reader places
+# gold slots, `flat_from_parse`), so that it compares with the flat models on the same examples.
 
 def flat_from_parse(parse: Optional[str], example: Example) -> Tuple[str, List[str]]:
     """`(intent, BIO tags)` of a predicted parse on `example`'s tokens.
@@ -166,6 +166,46 @@ def flat_from_parse(parse: Optional[str], example: Example) -> Tuple[str, List[s
     return intent, list(tags)
 
 
+def flat_from_ids(vocab, ids: Sequence[int], num_tokens: int) -> Tuple[str, List[str]]:
+    """`(intent, BIO tags over num_tokens tokens)` of a well-formed id sequence (constrained
+    decoding; check `vocab.decode(ids, tokens).repaired` is False first).
+
+    The intent is the root's label; each top-level slot tags the tokens from its first to its
+    last pointer (pointers of nested intents included), as MTOP's flat parse spans a slot that
+    holds an intent: words the decoupled parse leaves out (`'s` of `Xander Brown 's mom`) are
+    inside the span. Pointers beyond `num_tokens` are ignored."""
+    intent, slots, depth, current = "", [], 0, None
+    for i in ids:
+        i = int(i)
+        if i == vocab.bos_id:
+            continue
+        if i == vocab.eos_id:
+            break
+        if vocab.is_pointer(i):
+            if current is not None and vocab.position(i) < num_tokens:
+                current[1].append(vocab.position(i))
+        elif i == vocab.close_id:
+            if depth == 2 and current is not None:
+                slots.append(current)
+                current = None
+            depth -= 1
+        elif vocab.is_opener(i):
+            depth += 1
+            label = "<unk>" if i == vocab.unk_id else vocab.token(i).partition(":")[2]
+            if depth == 1:
+                intent = label
+            elif depth == 2:
+                current = (label, [])
+    tags = ["O"] * num_tokens
+    for label, positions in slots:
+        if positions:
+            lo, hi = min(positions), max(positions)
+            tags[lo] = f"B-{label}"
+            for k in range(lo + 1, hi + 1):
+                tags[k] = f"I-{label}"
+    return intent, tags
+
+
 def seq2seq_predictions(examples: Sequence[Example], id_lists: Sequence[Sequence[int]], vocab
                         ) -> List[Dict[str, Any]]:
     """One prediction record per example (the `--predictions_out` lines of a seq2seq model):
@@ -174,7 +214,10 @@ def seq2seq_predictions(examples: Sequence[Example], id_lists: Sequence[Sequence
     out = []
     for ex, ids in zip(examples, id_lists):
         decoded = vocab.decode(ids, ex.tokens)
-        intent, tags = flat_from_parse(decoded.parse, ex)
+        if decoded.parse is not None and not decoded.repaired:
+            intent, tags = flat_from_ids(vocab, ids, len(ex.tokens))
+        else:  # the rebuilt tree is not what the ids say: place its slot text instead
+            intent, tags = flat_from_parse(decoded.parse, ex)
         out.append({"id": ex.id, "language": ex.language, "utterance": ex.utterance,
                     "tokens": list(ex.tokens), "parse": decoded.parse, "repaired": decoded.repaired,
                     "intent": intent, "slots": tags, "gold_parse": ex.parse,

@@ -18,7 +18,6 @@ report compares tree exact match of the same beam search over the Keras model an
 .tflite files (a host beam search), and --max_exact_match_drop gates the tree exact-match drop.
 """
 import json
-import os
 import sys
 
 from absl import app, flags
@@ -77,8 +76,9 @@ def main(argv):
     seq2seq = md.is_seq2seq(spec)
     if seq2seq:
         from prado_tiny.export import seq2seq as s2s
-        if os.path.abspath(s2s.decoder_path(FLAGS.output)) == os.path.abspath(FLAGS.output):
-            raise app.UsageError(f"--output={FLAGS.output}: name the encoder file, not the decoder")
+        if FLAGS.output.endswith(".decoder.tflite"):
+            raise app.UsageError(f"--output={FLAGS.output}: name the encoder file (FILE.tflite); "
+                                 f"the decoder is written beside it as FILE.decoder.tflite")
         export_fn = s2s.export
     else:
         export_fn = export

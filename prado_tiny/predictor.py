@@ -37,7 +37,8 @@ Predictor the encoder file; it finds the decoder beside it (the name in the meta
 `FILE.decoder.tflite`), checks that the two belong together (`pair_id`), and runs a constrained
 beam search on the host (`prado_tiny.seq2seq_decoding`, width and length penalty from the
 metadata). `predict` then also returns the decoupled `parse`; `intent`, `tags` and `slots` are its
-flat frame (the root intent and its top-level slots, placed on the tokens).
+flat frame (the root intent; each top-level slot spans the tokens from the first to the last one
+it copies, nested intents included, as MTOP's flat parses do).
 
 Only `ai_edge_litert` and numpy are imported: no TensorFlow at inference time.
 
@@ -317,30 +318,27 @@ class Predictor:
         return out
 
     def _predict_seq2seq(self, text: str, encoded) -> Prediction:
-        from prado_tiny.data.parse import ParseError, flat_frame, flat_to_bio
+        from prado_tiny.evaluation import flat_from_ids
         hyps = self.decode_token_lists([encoded.tokens[:self.encoder.max_tokens]], return_all=True)[0]
         best = hyps[0] if hyps else None
-        decoded = self.output_vocab.decode(best.ids if best else [], encoded.tokens)
-        parse = decoded.parse
-        tokens = [(t, int(s), int(e)) for t, (s, e) in zip(encoded.tokens, encoded.offsets)]
-        intent, tags, score = "", ["O"] * len(tokens), 0.0
-        if parse is not None:
-            try:
-                intent, frame = flat_frame(parse)
-                tokens, tags, _ = flat_to_bio(text, frame, tokens=tokens)
-                score = float(np.exp(best.log_prob))
-            except ParseError:  # decode returns parseable strings; kept as a guard
-                parse = None
+        ids = best.ids if best else []
+        decoded = self.output_vocab.decode(ids, encoded.tokens)
+        n = len(encoded.tokens)
+        intent, tags, score = "", ["O"] * n, 0.0
+        if decoded.parse is not None:
+            # Constrained search: a well-formed tree whose slots span their pointers' tokens.
+            intent, tags = flat_from_ids(self.output_vocab, ids, n)
+            score = float(np.exp(best.log_prob))
         slots = []
         for label, first, stop in bio_to_spans(tags):
-            start, end = tokens[first][1], tokens[stop - 1][2]
+            start, end = encoded.offsets[first][0], encoded.offsets[stop - 1][1]
             slots.append({"slot": label, "text": text[start:end], "start": int(start),
                           "end": int(end), "score": score})
-        return Prediction(text=text, tokens=[t for t, _, _ in tokens],
-                          offsets=[(int(s), int(e)) for _, s, e in tokens], intent=intent,
+        return Prediction(text=text, tokens=list(encoded.tokens),
+                          offsets=[(int(s), int(e)) for s, e in encoded.offsets], intent=intent,
                           intent_score=score, intents=[(intent, score)] if intent else [],
                           tags=list(tags), slots=slots,
-                          truncated=len(encoded.tokens) > self.encoder.max_tokens, parse=parse)
+                          truncated=n > self.encoder.max_tokens, parse=decoded.parse)
 
     # ----------------------------------------------------------------- inference
 

@@ -67,6 +67,29 @@ def test_beam_finds_the_better_sequence_greedy_misses():
     assert [h.score for h in hyps] == sorted([h.score for h in hyps], reverse=True)
 
 
+def test_a_cheap_short_finish_does_not_end_the_search_early():
+    # Width 2: [4 <eos>] (p .376) and [3 5 <eos>] (.029) finish while [3 5 3] (.513) is live;
+    # stopping at two finished ones (fairseq's rule) returned [4 <eos>], below greedy's
+    # [3 5 3 <eos>] (.508). The search must go on while a live hypothesis scores better.
+    v = 6
+    row = log_probs(None)
+    table = np.tile(row({EOS_ID: 1.0}, v), (5, v, 1))
+    table[0, BOS_ID] = row({3: 0.6, 4: 0.38}, v)
+    table[1, 3] = row({5: 0.95, EOS_ID: 0.04}, v)
+    table[1, 4] = row({EOS_ID: 0.99}, v)
+    table[2, 5] = row({3: 0.9, EOS_ID: 0.05}, v)
+    table[3, 3] = row({EOS_ID: 0.99}, v)
+    stepper = TableStepper(table, [3])
+    best = [3, 5, 3, EOS_ID]
+    assert greedy_search(stepper, None, max_len=5) == [best]
+    for alpha in (0.0, 0.6):
+        hyps = beam_search(stepper, None, 2, alpha, 5, constrain=False, return_all=True)[0]
+        assert hyps[0].ids == best, (alpha, [(h.ids, h.score) for h in hyps])
+        path = table[0, BOS_ID, 3] + table[1, 3, 5] + table[2, 5, 3] + table[3, 3, EOS_ID]
+        assert hyps[0].log_prob == pytest.approx(path, abs=1e-4)  # <pad>, <bos> masked
+        assert [4, EOS_ID] in [h.ids for h in hyps]  # it finished, and lost
+
+
 def test_width_one_is_greedy_on_random_tables_and_batches():
     rng = np.random.default_rng(0)
     for seed in range(20):

@@ -34,8 +34,8 @@ Quantization-aware like the other models (`quantize=True` or `set_quantize`): ev
 a fake-quant range, embedding tables and kernels are int8 per tensor.
 
 Decoding: `greedy_decode` and `beam_search` (GNMT length penalty, optional tree constraints) run
-the host search of `prado_tiny.seq2seq_decoding` over a `KerasStepper`. Export (a sketch of the
-`prado-export` path): `export_pqrnn_matt` writes an int8 encoder .tflite (codepoints -> the
+the host search of `prado_tiny.seq2seq_decoding` over a `KerasStepper`. Export (the conversion
+behind `prado-export`, which adds the metadata: `prado_tiny.export.seq2seq`): `export_pqrnn_matt` writes an int8 encoder .tflite (codepoints -> the
 decoder cache) and an int8 one-step decoder .tflite (previous id, step count, mean state per
 layer and the cache -> logits and the new state), builtin ops only; `seq2seq_decoding.TFLiteStepper`
 drives the pair with the same search.
@@ -486,10 +486,27 @@ class KerasStepper:
         self._step = tf.function(lambda ids, state, cache: model.decoder_step(ids, state, cache),
                                  input_signature=[tf.TensorSpec([None], tf.int32), state_spec,
                                                   cache_spec])
-        self._cache = tf.function(lambda inputs: model.decoder_cache(inputs), reduce_retracing=True)
+        self._cache, self._cache_spec = None, None
+
+    def _cache_fn(self, features: dict):
+        """The encoder pass as one `tf.function` traced once per input form, with dynamic batch
+        and (cached features) source length: a trace per padded length cost more than decoding.
+        Codepoints keep their static tokens and chars (the in-graph projection needs them)."""
+        def dims(k, v):
+            shape = list(np.shape(v))
+            return [None] + shape[1:] if k == "codepoints" else [None, None] + shape[2:]
+        spec = {k: tf.TensorSpec(dims(k, v), tf.as_dtype(np.asarray(v).dtype))
+                for k, v in features.items()}
+        if self._cache is None or spec != self._cache_spec:
+            model = self.model
+            self._cache = tf.function(lambda inputs: model.decoder_cache(inputs),
+                                      input_signature=[spec])
+            self._cache_spec = spec
+        return self._cache
 
     def start(self, features):
-        cache = tf.nest.map_structure(lambda t: t.numpy(), self._cache(dict(features)))
+        features = dict(features)
+        cache = tf.nest.map_structure(lambda t: t.numpy(), self._cache_fn(features)(features))
         n = cache["mask"].shape[0]
         state = tf.nest.map_structure(lambda t: t.numpy(), self.model.initial_state(n))
         num_source = cache["mask"][..., 0].sum(axis=1).round().astype(np.int64)
@@ -654,7 +671,8 @@ def export_pqrnn_matt(model: PQRNNMAtt, calibration_codepoints, output_dir: Opti
                       max_step_samples: int = 2048):
     """Converts `model` to an int8 encoder .tflite and an int8 one-step decoder .tflite.
 
-    A sketch of the `prado-export` path for seq2seq (no metadata embedded yet). The encoder is
+    The conversion behind `prado-export` (`prado_tiny.export.seq2seq.export` embeds the metadata
+    and writes the files `Predictor` reads). The encoder is
     calibrated on the calibration utterances, the decoder on the step inputs of the Keras
     model's own greedy decoding of them (what it will see under a host search).
 
