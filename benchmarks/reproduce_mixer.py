@@ -229,7 +229,8 @@ def record(name, result, out_dir):
         with open(path, encoding="utf-8") as f:
             done = {r["run"]: r for r in json.load(f)["results"]}
     done[name] = result
-    results = [done[k] for k in RUNS if k in done]
+    # Runs this script does not know (another version wrote them) are kept, not dropped.
+    results = [done[k] for k in RUNS if k in done] + [r for k, r in done.items() if k not in RUNS]
     doc = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
     os.makedirs(out_dir, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
