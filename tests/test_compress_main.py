@@ -37,6 +37,7 @@ def test_report_rows_table_and_plot(models):
     assert reference["table_bytes"] == 4 * v * d
     task = next(r for r in rows if r["kind"] == "task_aware")
     assert task["table_bytes"] == v * 2 + 4 * 16 * 32 and task["rate"] > 0.9
+    assert task["setting"] == "M=4 K=16 (codes)"  # names the model folder
     int8 = next(r for r in rows if r["method"] == "int8")
     # int8 alone barely moves a trained model; pruning 99% of the table must hurt more.
     pruned = next(r for r in rows if r["setting"] == "sparsity=0.99")

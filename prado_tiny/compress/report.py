@@ -101,7 +101,8 @@ def measure(reference_dir: str, examples: Sequence, compressed_dirs: Sequence[st
         b = layer.table_bytes()
         metrics = _evaluate(m, md.featurize(examples, s, enc, voc), voc, s["intent_mode"])
         rows.append(Row("task_aware", "task_aware_codes",
-                        f"M={layer.num_codebooks} K={layer.codebook_size}", b["total"],
+                        f"M={layer.num_codebooks} K={layer.codebook_size} "
+                        f"({os.path.basename(os.path.normpath(path))})", b["total"],
                         1.0 - b["total"] / b["float32_table"], metrics, path, _tflite_bytes(path)))
         log(f"task-aware {rows[-1].setting}: {b['total']:,} B {metrics}")
     for path in other_dirs:
