@@ -153,8 +153,10 @@ def plot(rows: Sequence[Row], path: str, metric: str = "exact_match", title: str
         pts = [(100 * r.rate, 100 * r.degradation(ref, metric)) for r in rs
                if r.degradation(ref, metric) is not None]
         if pts:
-            left.plot(*zip(*pts), marker=markers[method], label=method.replace("_", " "),
-                      linewidth=2.5 if method == "task_aware_codes" else 1)
+            # Task-aware rows may come from different trainings: points, not a curve.
+            task = method == "task_aware_codes"
+            left.plot(*zip(*pts), marker="*" if task else markers[method], markersize=11 if task else 6,
+                      linestyle="none" if task else "-", label=method.replace("_", " "), linewidth=1)
     left.axvline(97.4, color="grey", linestyle=":", linewidth=1)
     left.axhline(3.7, color="grey", linestyle=":", linewidth=1)
     left.set_xlabel("embedding table compression vs float32 (%)")
