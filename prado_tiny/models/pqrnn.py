@@ -35,6 +35,24 @@ from prado_tiny.layers.quant_dense import QuantDense
 from prado_tiny.models.base import JointModel, ModelConfig
 
 
+def ternary_inputs(inputs, layer):
+    """-> (ternary features [B, T, F], token mask [B, T, 1]) from either input form of a pQRNN
+    encoder: cached `projection` + `token_mask`, or `codepoints` projected in the graph by
+    `layer.projection` (what the .tflite does). Shared by `PQRNN` and pQRNN-MAtt's encoder."""
+    if "codepoints" in inputs:
+        codepoints = tf.cast(inputs["codepoints"], tf.int32)
+        if codepoints.shape.rank != 3:
+            raise ValueError(f"pQRNN reads whole tokens: codepoints [batch, tokens, chars], "
+                             f"got shape {codepoints.shape}")
+        features = layer.projection(codepoints)
+        # 0/1 per token in integer ops, then exact on the int8 grid (no float tensor).
+        mask = exact_int8(tf.minimum(tf.reduce_max(codepoints, axis=2), 1))[..., None]
+    else:
+        features = tf.cast(inputs["projection"], layer.compute_dtype)
+        mask = tf.cast(inputs["token_mask"], layer.compute_dtype)[..., None]
+    return features, mask
+
+
 @dataclasses.dataclass
 class PQRNNConfig(ModelConfig):
     """Every hyper-parameter of a pQRNN; saved as JSON in the model folder.
@@ -122,17 +140,7 @@ class PQRNN(JointModel):
         return self._projection
 
     def call(self, inputs, training=None):
-        if "codepoints" in inputs:
-            codepoints = tf.cast(inputs["codepoints"], tf.int32)
-            if codepoints.shape.rank != 3:
-                raise ValueError(f"pQRNN reads whole tokens: codepoints [batch, tokens, chars], "
-                                 f"got shape {codepoints.shape}")
-            features = self.projection(codepoints)
-            # 0/1 per token in integer ops, then exact on the int8 grid (no float tensor).
-            mask = exact_int8(tf.minimum(tf.reduce_max(codepoints, axis=2), 1))[..., None]
-        else:
-            features = tf.cast(inputs["projection"], self.compute_dtype)
-            mask = tf.cast(inputs["token_mask"], self.compute_dtype)[..., None]
+        features, mask = ternary_inputs(inputs, self)
         x = self.masked_quant(self.bottleneck(features, training=training) * mask,
                               training=training)
         for layer in self.qrnn:

@@ -52,10 +52,10 @@ import tf_keras as keras
 
 from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch, quantize_weight
 from prado_tiny.layers.merged_attention import MergedAttentionDecoderBlock
-from prado_tiny.layers.minhash_projection import exact_int8
 from prado_tiny.layers.qrnn import QRNN
 from prado_tiny.layers.quant_dense import QuantDense
 from prado_tiny.models.base import JointModel, ModelConfig
+from prado_tiny.models.pqrnn import ternary_inputs
 
 
 @dataclasses.dataclass
@@ -191,17 +191,7 @@ class PQRNNEncoder(QuantizeSwitch, keras.layers.Layer):
         return self._projection
 
     def call(self, inputs, training=None):
-        if "codepoints" in inputs:
-            codepoints = tf.cast(inputs["codepoints"], tf.int32)
-            if codepoints.shape.rank != 3:
-                raise ValueError(f"pQRNN reads whole tokens: codepoints [batch, tokens, chars], "
-                                 f"got shape {codepoints.shape}")
-            features = self.projection(codepoints)
-            # 0/1 per token in integer ops, then exact on the int8 grid (no float tensor).
-            mask = exact_int8(tf.minimum(tf.reduce_max(codepoints, axis=2), 1))[..., None]
-        else:
-            features = tf.cast(inputs["projection"], self.compute_dtype)
-            mask = tf.cast(inputs["token_mask"], self.compute_dtype)[..., None]
+        features, mask = ternary_inputs(inputs, self)
         x = self.masked_quant(self.bottleneck(features, training=training) * mask,
                               training=training)
         for layer in self.qrnn:
