@@ -58,6 +58,10 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     if spec is None:
         raise app.UsageError(f"{FLAGS.model_dir}: not a prado-train model folder (no model.json)")
+    if spec.get("model_type") == "lstm_seq2seq":
+        raise app.UsageError(f"{FLAGS.model_dir} holds the LSTM seq2seq baseline, a float "
+                             f"reference that is not exported; evaluate its folder with "
+                             f"prado-eval --model={FLAGS.model_dir}")
     data = spec["data"]
     data_dir = FLAGS.data_dir or spec.get("data_dir")
     langs = data["languages"] or None

@@ -6,7 +6,8 @@ Usage:
   prado-train --flagfile=configs/pqrnn.flags --model_dir=DIR [...]
   prado-train --flagfile=configs/pqrnn_matt.flags --flagfile=configs/mtop.flags --model_dir=DIR
 
---model=pqrnn_matt generates the decoupled parse (a seq2seq model); it needs a dataset with parses
+--model=pqrnn_matt generates the decoupled parse (a seq2seq model), as does its float baseline
+--model=lstm_seq2seq (configs/lstm_seq2seq.flags); they need a dataset with parses
 (mtop, massive, demo). Training examples whose parse cannot be written as ontology tokens and
 pointers to source tokens are skipped and counted (printed by reason).
 
@@ -33,11 +34,12 @@ flags.DEFINE_string("dev_split", "dev", "Development split for early stopping ('
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
 # Model.
 flags.DEFINE_enum("model", "pnlp_mixer", ["pnlp_mixer", "pqrnn", "bilstm", "transformer",
-                                         "pqrnn_matt"],
+                                         "pqrnn_matt", "lstm_seq2seq"],
                   "Model type: pnlp_mixer (MinHash projection over WordPiece pieces, MLP-Mixer), "
                   "pqrnn (ternary projection over whole tokens, bidirectional QRNN), or the "
                   "baselines with WordPiece embeddings: bilstm, transformer; pqrnn_matt (pQRNN "
-                  "encoder and merged-attention decoder generating the decoupled parse).")
+                  "encoder and merged-attention decoder generating the decoupled parse); lstm_seq2seq (its "
+                  "float baseline: WordPiece embeddings, BiLSTM encoder, attentional LSTM decoder).")
 flags.DEFINE_integer("max_seq_len", 64, "Tokens per example; longer ones are cut (counted).")
 flags.DEFINE_integer("num_hashes", 64, "MinHash fingerprint length H (1..127).")
 flags.DEFINE_integer("ngram_size", 3, "Character n-gram size of the MinHash projection.")
@@ -48,9 +50,10 @@ flags.DEFINE_integer("hidden_dim", 256, "B: bottleneck size (the mixer's hidden 
 flags.DEFINE_integer("num_layers", 2, "Mixer blocks, or bidirectional QRNN layers.")
 # pQRNN.
 flags.DEFINE_integer("num_features", 512, "pqrnn: ternary projection features per token.")
-flags.DEFINE_integer("state_dim", 128, "pqrnn, bilstm: recurrent state size per direction.")
+flags.DEFINE_integer("state_dim", 128, "pqrnn, bilstm, lstm_seq2seq (encoder): recurrent state "
+                     "size per direction.")
 flags.DEFINE_integer("kernel_width", 3, "pqrnn: width of the QRNN gate convolution.")
-flags.DEFINE_integer("embedding_dim", 128, "bilstm, transformer: WordPiece embedding size (the "
+flags.DEFINE_integer("embedding_dim", 128, "bilstm, transformer, lstm_seq2seq: WordPiece embedding size (the "
                      "transformer's width).")
 flags.DEFINE_enum("embedding", "table", ["table", "codes"],
                   "bilstm: `table`, one vector per WordPiece piece; `codes`, the table compressed "
@@ -64,8 +67,10 @@ flags.DEFINE_integer("num_heads", 4, "transformer: attention heads; pqrnn_matt: 
 flags.DEFINE_integer("ff_dim", 512, "transformer, pqrnn_matt (decoder): feed-forward hidden size.")
 # pQRNN-MAtt's decoder (the encoder is pQRNN's: --num_features, --hidden_dim, --state_dim,
 # --num_layers, --kernel_width, --zoneout, --dropout).
-flags.DEFINE_integer("decoder_dim", 128, "pqrnn_matt: decoder width (embeddings and layers).")
-flags.DEFINE_integer("num_decoder_layers", 2, "pqrnn_matt: merged-attention decoder layers.")
+flags.DEFINE_integer("decoder_dim", 128, "pqrnn_matt: decoder width (embeddings and layers); "
+                     "lstm_seq2seq: decoder LSTM state.")
+flags.DEFINE_integer("num_decoder_layers", 2, "pqrnn_matt: merged-attention decoder layers; "
+                     "lstm_seq2seq: decoder LSTM layers.")
 flags.DEFINE_integer("max_target_len", 64, "pqrnn_matt: output ids per parse, <eos> included; "
                      "longer targets are skipped in training (counted).")
 flags.DEFINE_float("decoder_dropout", 0.0, "pqrnn_matt: dropout on the decoder embeddings and in "
@@ -184,7 +189,7 @@ def _lock(model_dir: str) -> None:
     _LOCK = f
 
 
-EMBEDDING_MODELS = ("bilstm", "transformer")
+EMBEDDING_MODELS = ("bilstm", "transformer", "lstm_seq2seq")
 
 
 def input_form() -> str:
@@ -227,6 +232,13 @@ def model_config() -> dict:
                 "hidden_dim": FLAGS.decoder_dim, "num_decoder_layers": FLAGS.num_decoder_layers,
                 "num_heads": FLAGS.num_heads, "ff_dim": FLAGS.ff_dim,
                 "decoder_dropout": FLAGS.decoder_dropout, "label_smoothing": FLAGS.label_smoothing}
+    if FLAGS.model == "lstm_seq2seq":
+        # output_vocab_size, pointer_offset and vocab_size come from the vocabularies (main).
+        return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,
+                "state_dim": FLAGS.state_dim, "num_layers": FLAGS.num_layers,
+                "hidden_dim": FLAGS.decoder_dim, "num_decoder_layers": FLAGS.num_decoder_layers,
+                "dropout": FLAGS.dropout, "decoder_dropout": FLAGS.decoder_dropout,
+                "max_target_len": FLAGS.max_target_len, "label_smoothing": FLAGS.label_smoothing}
     if FLAGS.model == "pqrnn":
         return {"max_seq_len": FLAGS.max_seq_len, "num_features": FLAGS.num_features,
                 "seed": FLAGS.seed, "bottleneck_dim": FLAGS.hidden_dim,
@@ -272,7 +284,7 @@ def model_spec(vocab_size_hint=None) -> dict:
     return spec
 
 
-SEQ2SEQ_MODELS = ("pqrnn_matt",)
+SEQ2SEQ_MODELS = ("pqrnn_matt", "lstm_seq2seq")
 
 
 def _check_seq2seq_flags() -> None:
@@ -284,6 +296,9 @@ def _check_seq2seq_flags() -> None:
     if FLAGS.teacher:
         raise app.UsageError(f"--teacher distils intent and slot logits; --model={FLAGS.model} "
                              f"has none")
+    if FLAGS.model == "lstm_seq2seq" and FLAGS.qat_epochs != 0:
+        raise app.UsageError(f"--model=lstm_seq2seq is a float baseline (evaluated from its "
+                             f"folder, not exported): use --qat_epochs=0, not {FLAGS.qat_epochs}")
     if FLAGS.beam_width < 1:
         raise app.UsageError(f"--beam_width must be positive, got {FLAGS.beam_width}")
     if FLAGS.length_penalty_alpha < 0:
@@ -313,6 +328,23 @@ def _output_vocab(train):
         return OutputVocab.build(train, max_source_len=FLAGS.max_seq_len)
     except TargetError as e:
         raise app.UsageError(f"training data: {e} (use --skip_bad_rows to skip malformed rows)") from None
+
+
+def _wordpiece(train):
+    """The WordPiece vocabulary learned on the training tokens, or None for a model that reads
+    whole tokens."""
+    from prado_tiny.data.text_encoder import TextEncoder
+    from prado_tiny.data.wordpiece import learn_vocabulary
+    if not uses_subwords():
+        return None
+    plain = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
+                        lowercase=FLAGS.lowercase)
+    t0 = time.time()
+    wordpiece = learn_vocabulary([list(e.tokens) for e in train], FLAGS.wordpiece_vocab_size,
+                                 normalize=plain.normalize_token)
+    print(f"prado-train: WordPiece vocabulary of {len(wordpiece)} pieces "
+          f"learned in {time.time() - t0:.1f} s", flush=True)
+    return wordpiece
 
 
 def main(argv):
@@ -401,12 +433,16 @@ def main(argv):
         md.write_spec(model_dir, spec)
     elif seq2seq:
         vocab = _output_vocab(train)
+        wordpiece = _wordpiece(train)
         encoder = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
-                              max_pieces=FLAGS.max_pieces, wordpiece=None, lowercase=FLAGS.lowercase)
+                              max_pieces=FLAGS.max_pieces, wordpiece=wordpiece,
+                              lowercase=FLAGS.lowercase)
         os.makedirs(model_dir, exist_ok=True)
         md.save_output_vocab(model_dir, vocab)
         encoder.save(os.path.join(model_dir, "text_encoder"))
         spec["config"].update(output_vocab_size=vocab.size, pointer_offset=vocab.pointer_offset)
+        if spec["input"] == "piece_ids":
+            spec["config"]["vocab_size"] = len(wordpiece) + 2  # + padding and out-of-vocabulary
         md.write_spec(model_dir, spec)
         print(f"prado-train: output vocabulary of {vocab.size} ids: {len(vocab.ontology)} intent "
               f"and slot labels, {vocab.max_source_len} pointers", flush=True)
@@ -416,15 +452,7 @@ def main(argv):
             # One class per atomic intent; the slot tags as the joint vocabulary has them.
             vocab = LabelVocab(sorted({p for e in train for p in atomic_intents(e.intent)}),
                                vocab.get_config()["slot_tags"][2:])
-        wordpiece = None
-        if uses_subwords():
-            plain = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
-                                lowercase=FLAGS.lowercase)
-            t0 = time.time()
-            wordpiece = learn_vocabulary([list(e.tokens) for e in train], FLAGS.wordpiece_vocab_size,
-                                         normalize=plain.normalize_token)
-            print(f"prado-train: WordPiece vocabulary of {len(wordpiece)} pieces "
-                  f"learned in {time.time() - t0:.1f} s", flush=True)
+        wordpiece = _wordpiece(train)
         encoder = TextEncoder(max_tokens=FLAGS.max_seq_len, max_chars=FLAGS.max_chars,
                               max_pieces=FLAGS.max_pieces, wordpiece=wordpiece,
                               lowercase=FLAGS.lowercase)

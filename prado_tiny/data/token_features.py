@@ -248,12 +248,13 @@ def seq2seq_target(vocab, example: Example, max_seq_len: int, max_target_len: in
 def featurize_seq2seq(examples: Sequence[Example], encoder: TextEncoder, featurizer: TokenFeaturizer,
                       vocab, max_seq_len: int, max_target_len: int, dtype=np.int8,
                       feature_key: str = "projection", skip_unencodable: bool = True,
-                      keep_samples: int = 5) -> Seq2SeqFeatureSet:
+                      keep_samples: int = 5, encode: Optional[Callable] = None) -> Seq2SeqFeatureSet:
     """Token features (as `featurize`, whole-token codepoints) plus seq2seq targets.
 
     Args:
       examples: the examples (those without a parse have no target: reason `no_parse`).
-      encoder, featurizer, max_seq_len, dtype, feature_key: as `featurize`.
+      encoder, featurizer, max_seq_len, dtype, feature_key, encode: as `featurize` (default
+        input: whole-token codepoints).
       vocab: the `OutputVocab`.
       max_target_len: decoder positions (`<eos>` included); a longer target is `target_too_long`.
       skip_unencodable: leave out the examples whose parse cannot be encoded (training); else
@@ -283,7 +284,7 @@ def featurize_seq2seq(examples: Sequence[Example], encoder: TextEncoder, featuri
         reasons = ", ".join(f"{k} {n}" for k, n in skipped.items())
         raise ValueError(f"none of the {len(examples)} examples has an encodable parse ({reasons})")
     values, lengths, starts = _token_values(kept, encoder, featurizer, max_seq_len, False, dtype,
-                                            None, None)
+                                            encode, None)
     n = len(kept)
     dec = np.zeros((n, max_target_len), np.int32)
     tgt = np.zeros((n, max_target_len), np.int32)

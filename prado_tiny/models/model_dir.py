@@ -25,7 +25,7 @@ OUTPUT_VOCAB_FILE = "output_vocab.json"
 FORMAT = "prado-tiny-model-dir"
 #: Model types that generate a decoupled parse (ontology + pointer ids) instead of intent and
 #: slot logits: their folders hold an OutputVocab, `load` returns it in place of the LabelVocab.
-SEQ2SEQ_TYPES = ("pqrnn_matt",)
+SEQ2SEQ_TYPES = ("pqrnn_matt", "lstm_seq2seq")
 #: Model types that read ternary projection features of whole tokens.
 TERNARY_TYPES = ("pqrnn", "pqrnn_matt")
 
@@ -38,16 +38,18 @@ def model_types() -> Dict[str, Any]:
     """Model type name -> (config class, model class); imported lazily (TensorFlow)."""
     from prado_tiny.models.pnlp_mixer import PNLPMixer, PNLPMixerConfig
     from prado_tiny.models.bilstm import BiLSTMConfig, BiLSTMTagger
+    from prado_tiny.models.lstm_seq2seq import LSTMSeq2Seq, LSTMSeq2SeqConfig
     from prado_tiny.models.pqrnn import PQRNN, PQRNNConfig
     from prado_tiny.models.pqrnn_matt import PQRNNMAtt, PQRNNMAttConfig
     from prado_tiny.models.transformer import TransformerConfig, TransformerTagger
     return {"pnlp_mixer": (PNLPMixerConfig, PNLPMixer), "pqrnn": (PQRNNConfig, PQRNN),
             "bilstm": (BiLSTMConfig, BiLSTMTagger), "transformer": (TransformerConfig, TransformerTagger),
-            "pqrnn_matt": (PQRNNMAttConfig, PQRNNMAtt)}
+            "pqrnn_matt": (PQRNNMAttConfig, PQRNNMAtt),
+            "lstm_seq2seq": (LSTMSeq2SeqConfig, LSTMSeq2Seq)}
 
 
 def is_seq2seq(spec: Dict[str, Any]) -> bool:
-    """True for a model that generates parses (pqrnn_matt)."""
+    """True for a model that generates parses (pqrnn_matt, lstm_seq2seq)."""
     return spec.get("model_type") in SEQ2SEQ_TYPES
 
 
@@ -198,6 +200,11 @@ def featurize(examples, spec: Dict[str, Any], encoder: TextEncoder, vocab: Label
     if is_seq2seq(spec):
         from prado_tiny.data.token_features import featurize_seq2seq
         c = spec["config"]
+        if spec["input"] == "piece_ids":  # the LSTM baseline looks its pieces up
+            return featurize_seq2seq(examples, encoder, lambda ids: (ids, None), vocab,
+                                     c["max_seq_len"], c["max_target_len"], dtype=np.int32,
+                                     feature_key="piece_ids", encode=encoder.encode_piece_ids_batch,
+                                     skip_unencodable=skip_unencodable)
         return featurize_seq2seq(examples, encoder, lambda cp: (host.features(cp, np.int8), None),
                                  vocab, c["max_seq_len"], c["max_target_len"],
                                  skip_unencodable=skip_unencodable)

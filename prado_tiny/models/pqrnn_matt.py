@@ -249,6 +249,22 @@ class QuantEmbedding(QuantizeSwitch, keras.layers.Layer):
         return config
 
 
+def add_pointer_scores(logits, scores, mask, pointer_offset: int, max_seq_len: int,
+                       mask_penalty: float):
+    """`logits [B, T, V]` plus the content scores `[B, T, S]` on the pointer ids.
+
+    Padded source positions (`mask [B, S, 1]` is 0) get `-mask_penalty`; a batch cut to its
+    longest source has `S < max_seq_len`: the missing pointers are padding too. Shared by the
+    seq2seq models (pQRNN-MAtt, the LSTM baseline)."""
+    key_mask = tf.transpose(mask, [0, 2, 1])  # [B, 1, S]
+    scores = scores + (key_mask - 1.0) * mask_penalty
+    s = scores.shape[-1]
+    if s is None or s != max_seq_len:
+        missing = max_seq_len - tf.shape(scores)[-1]
+        scores = tf.pad(scores, [[0, 0], [0, 0], [0, missing]], constant_values=-mask_penalty)
+    return logits + tf.pad(scores, [[0, 0], [0, 0], [pointer_offset, 0]])
+
+
 def sequence_loss(targets, logits, label_smoothing: float = 0.0, pad_id: int = 0,
                   per_example: bool = False):
     """Label-smoothed cross-entropy over the non-pad target positions.
@@ -358,16 +374,9 @@ class PQRNNMAtt(JointModel):
         keys_t = tf.transpose(pointer_keys, [0, 2, 1])
         scores = tf.matmul(q, keys_t) / math.sqrt(c.hidden_dim)
         scores = self.pointer_scores_quant(scores, training=training)
-        key_mask = tf.transpose(mask, [0, 2, 1])  # [B, 1, S]
-        scores = scores + (key_mask - 1.0) * c.mask_penalty
-        # Pointer ids are exactly the max_seq_len encoder positions; a training batch cut to
-        # its longest example has fewer: the missing ones are padding.
-        s = pointer_keys.shape[1]
-        if s is None or s != c.max_seq_len:
-            missing = c.max_seq_len - tf.shape(pointer_keys)[1]
-            scores = tf.pad(scores, [[0, 0], [0, 0], [0, missing]], constant_values=-c.mask_penalty)
-        scores = tf.pad(scores, [[0, 0], [0, 0], [c.pointer_offset, 0]])
-        return self.logits_quant(logits + scores, training=training)
+        return self.logits_quant(add_pointer_scores(logits, scores, mask, c.pointer_offset,
+                                                    c.max_seq_len, c.mask_penalty),
+                                 training=training)
 
     # -- teacher forcing ---------------------------------------------------------------------
 
@@ -408,9 +417,24 @@ class PQRNNMAtt(JointModel):
             cache["pointer_keys"] = self._pointer_keys(states, mask, training)
         return cache
 
-    def initial_state(self, batch_size: int):
+    def step_signature(self):
+        """`(state spec, cache spec)`: the `tf.TensorSpec` structures of `decoder_step`'s state
+        and cache with dynamic batch and source length (what `KerasStepper` traces)."""
+        c = self.config
+        h, n = c.hidden_dim, c.num_decoder_layers
+        state = {"means": [tf.TensorSpec([None, 1, h], tf.float32)] * n,
+                 "count": tf.TensorSpec([None, 1, 1], tf.int32)}
+        kv = tf.TensorSpec([None, None, h], tf.float32)
+        cache = {"keys": [kv] * n, "values": [kv] * n,
+                 "mask": tf.TensorSpec([None, None, 1], tf.float32)}
+        if self.pointers:
+            cache["pointer_keys"] = kv
+        return state, cache
+
+    def initial_state(self, batch_size: int, cache=None):
         """The state before the first step: `{"means": [zeros [B, 1, hidden]] per layer,
-        "count": zeros int32 [B, 1, 1]}` (count = the position about to be decoded)."""
+        "count": zeros int32 [B, 1, 1]}` (count = the position about to be decoded); `cache`
+        is not needed (the LSTM baseline's initial state reads it)."""
         h = self.config.hidden_dim
         return {"means": [tf.zeros([batch_size, 1, h]) for _ in self.blocks],
                 "count": tf.zeros([batch_size, 1, 1], tf.int32)}
@@ -452,10 +476,11 @@ class PQRNNMAtt(JointModel):
 
 
 class KerasStepper:
-    """Drives a `PQRNNMAtt` for `prado_tiny.seq2seq_decoding` (encoder once, compiled steps).
+    """Drives a seq2seq model (`PQRNNMAtt`, `LSTMSeq2Seq`) for `prado_tiny.seq2seq_decoding` (encoder once, compiled steps).
 
     Args:
-      model: the model (built on first use when needed).
+      model: the model (built on first use when needed): `decoder_cache`, `initial_state`,
+        `decoder_step` and `step_signature`.
 
     The step runs as one `tf.function` with dynamic batch and source length, traced once.
     """
@@ -465,14 +490,7 @@ class KerasStepper:
         c = model.config
         self.vocab_size = c.output_vocab_size
         self.pointer_offset = c.pointer_offset
-        h, n = c.hidden_dim, c.num_decoder_layers
-        state_spec = {"means": [tf.TensorSpec([None, 1, h], tf.float32)] * n,
-                      "count": tf.TensorSpec([None, 1, 1], tf.int32)}
-        kv = tf.TensorSpec([None, None, h], tf.float32)
-        cache_spec = {"keys": [kv] * n, "values": [kv] * n,
-                      "mask": tf.TensorSpec([None, None, 1], tf.float32)}
-        if model.pointers:
-            cache_spec["pointer_keys"] = kv
+        state_spec, cache_spec = model.step_signature()
         self._step = tf.function(lambda ids, state, cache: model.decoder_step(ids, state, cache),
                                  input_signature=[tf.TensorSpec([None], tf.int32), state_spec,
                                                   cache_spec])
@@ -498,7 +516,8 @@ class KerasStepper:
         features = dict(features)
         cache = tf.nest.map_structure(lambda t: t.numpy(), self._cache_fn(features)(features))
         n = cache["mask"].shape[0]
-        state = tf.nest.map_structure(lambda t: t.numpy(), self.model.initial_state(n))
+        state = tf.nest.map_structure(lambda t: np.asarray(t),
+                                      self.model.initial_state(n, cache))
         num_source = cache["mask"][..., 0].sum(axis=1).round().astype(np.int64)
         return cache, state, num_source
 
