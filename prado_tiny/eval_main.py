@@ -39,7 +39,8 @@ FLAGS = flags.FLAGS
 
 
 def _seq2seq_keras(model, spec, vocab, encoder, examples):
-    """Output ids of a pQRNN-MAtt model folder, by constrained beam search."""
+    """Output ids of a seq2seq model folder (pQRNN-MAtt, the LSTM baseline), by constrained beam
+    search."""
     from prado_tiny.evaluation import keras_decode
     from prado_tiny.export.seq2seq import decoding_defaults
     from prado_tiny.models import model_dir as md
