@@ -11,6 +11,11 @@ Each model is timed with --num_threads interpreter threads, pinned to one core p
 last ones; --cpus to choose), after --warmup untimed invokes, over --runs invokes on real
 utterances of --dataset/--split encoded by the model's own text encoder (random valid inputs for
 a model without prado_tiny metadata). Size, parameters and MACs come from the flatbuffer.
+A seq2seq parser (pQRNN-MAtt: give the encoder X.tflite, its X.decoder.tflite beside it) is one
+record for the pair: bytes and parameters of both files; the invoke columns time the encoder, and
+on --target=local `parse_latency_us` times whole utterances (`Predictor.predict`: the encoder, then
+the host search over the decoder) greedy and with the model's beam, noted under the table. adb and
+ssh have no host search: they time the encoder and one decoder step, and the record says so.
 --reference=mbert adds an mBERT-shaped int8 encoder (random weights, same converter, same sequence
 length; converted once and cached) and gives every model's size and latency ratio against it.
 Prints a Markdown table; writes JSON (one record per model and target), Markdown and a PNG plot
@@ -30,8 +35,10 @@ flags.DEFINE_list("models", [], "Comma-separated .tflite files to benchmark.")
 flags.DEFINE_enum("target", "local", ["local", "adb", "ssh"], "Where to run the benchmark.")
 flags.DEFINE_integer("num_threads", 1, "Interpreter threads.")
 flags.DEFINE_list("cpus", [], "CPUs to pin to (default: the last --num_threads CPUs of the target).")
-flags.DEFINE_integer("warmup", 100, "Untimed invokes before timing.")
-flags.DEFINE_integer("runs", 1000, "Timed invokes per model (50 or more for the quiet p50).")
+flags.DEFINE_integer("warmup", 100, "Untimed invokes before timing (and untimed parses per "
+                     "beam width of a seq2seq pair).")
+flags.DEFINE_integer("runs", 1000, "Timed invokes per model (50 or more for the quiet p50); also "
+                     "timed whole parses per beam width of a seq2seq pair on --target=local.")
 flags.DEFINE_float("min_seconds", 10.0, "Keep timing each model past --runs until this many "
                    "seconds have passed: a shared machine slows whole seconds at a time, and the "
                    "quiet p50 needs quiet stretches (0: exactly --runs).")
@@ -83,14 +90,19 @@ def _reference_config():
         raise app.UsageError(f"--reference_config: {e}") from None
 
 
-def _benchmarker():
-    """-> function(path, token_lists, source, runs, warmup) -> BenchRecord for --target."""
+def _benchmarker(texts=None):
+    """-> function(path, token_lists, source, runs, warmup) -> BenchRecord for --target.
+
+    Args:
+      texts: the raw utterances of the token lists (local: what a seq2seq pair parses).
+    """
     cpus = [int(c) for c in FLAGS.cpus] if FLAGS.cpus else None
     common = dict(num_threads=FLAGS.num_threads, cpus=cpus, min_seconds=FLAGS.min_seconds)
     if FLAGS.target == "local":
         from prado_tiny.bench.local import bench_local
         return lambda p, toks, src, runs, warmup: bench_local(
-            p, toks, source=src, runs=runs, warmup=warmup, timeout=FLAGS.timeout, **common)
+            p, toks, source=src, runs=runs, warmup=warmup, timeout=FLAGS.timeout,
+            texts=texts if toks else None, **common)
     if FLAGS.target == "adb":
         from prado_tiny.bench.adb import AdbError, AdbTarget
         if not FLAGS.benchmark_binary:
@@ -130,7 +142,7 @@ def _repeated(bench, path, tokens, source, runs, warmup):
 def main(argv):
     del argv
     from prado_tiny.bench import report
-    from prado_tiny.bench.local import dataset_tokens
+    from prado_tiny.bench.local import dataset_examples
     from prado_tiny.bench.machine import describe_machine
 
     if not FLAGS.models and FLAGS.reference == "none":
@@ -145,10 +157,11 @@ def main(argv):
     try:
         metrics = {m: report.read_metrics(m) for m in FLAGS.metrics}
         ref_config = _reference_config() if FLAGS.reference == "mbert" else None
-        tokens = dataset_tokens(FLAGS.dataset, FLAGS.data_dir, FLAGS.split, FLAGS.languages,
-                                FLAGS.examples)
+        examples = dataset_examples(FLAGS.dataset, FLAGS.data_dir, FLAGS.split, FLAGS.languages,
+                                    FLAGS.examples)
+        tokens = [list(ex.tokens) for ex in examples]
         source = f"{FLAGS.dataset} {FLAGS.split}"
-        bench = _benchmarker()
+        bench = _benchmarker([ex.utterance for ex in examples])
         records = []
         for path in FLAGS.models:
             print(f"prado-bench: {path} on {FLAGS.target} ...", flush=True)

@@ -5,6 +5,11 @@ Steps: find `adb`, pick the device (`--serial`, or the only one attached), check
 `ro.product.cpu.abilist`), push it and the model to /data/local/tmp/prado_bench, run it pinned
 with `taskset` to the highest-numbered cores (the big cores on most phones) and parse its output
 into a `BenchRecord`. Every failure raises `AdbError` saying what is wrong and how to fix it.
+
+A seq2seq encoder (pQRNN-MAtt) goes with its decoder: benchmark_model times the encoder's invoke
+and then one decoder step (value files of its first-step inputs, computed here from the first
+utterance), each file on its own; the whole parse needs prado_tiny's search, which
+benchmark_model cannot run, and the record's note says so.
 """
 from __future__ import annotations
 
@@ -220,8 +225,6 @@ class AdbTarget:
     def _push_utterance(self, path: str, token_lists) -> str:
         """Pushes the first utterance as input 0's raw value file -> benchmark_model's flags
         (empty when there is no utterance or no prado_tiny metadata)."""
-        import tempfile
-
         from prado_tiny.bench.local import encode_utterances
         from prado_tiny.export.inspect import inspect_model
 
@@ -229,15 +232,31 @@ class AdbTarget:
         inputs = inspect_model(path).inputs
         if x is None or len(inputs) != 1:
             return ""
-        name, shape = inputs[0].name, ",".join(map(str, inputs[0].shape))
-        remote = f"{REMOTE_DIR}/{os.path.basename(path)}.input0.bin"
+        return self._push_values(path, [(inputs[0].name, inputs[0].shape, x[0].astype("<i4"))])
+
+    def _push_values(self, path: str, values) -> str:
+        """Pushes one raw value file per model input -> benchmark_model's flags.
+
+        Args:
+          path: the model the values are for (names the remote files).
+          values: `[(tensor name, shape with the batch dimension, array)]`, every input.
+        """
+        import tempfile
+
+        layers, shapes, files = [], [], []
         with tempfile.TemporaryDirectory(prefix="prado_bench_adb_") as tmp:
-            local = os.path.join(tmp, "input0.bin")
-            x[0].astype("<i4").tofile(local)  # raw bytes of one [1, ...] int32 input
-            self._run(["push", local, remote])
-        # ':' inside a tensor name is written '::' in --input_layer_value_files.
-        return (f"--input_layer={shlex.quote(name)} --input_layer_shape={shape} "
-                f"--input_layer_value_files={shlex.quote(name.replace(':', '::') + ':' + remote)}")
+            for i, (name, shape, x) in enumerate(values):
+                remote = f"{REMOTE_DIR}/{os.path.basename(path)}.input{i}.bin"
+                local = os.path.join(tmp, f"input{i}.bin")
+                x.astype(x.dtype.newbyteorder("<")).tofile(local)  # raw bytes, little endian
+                self._run(["push", local, remote])
+                layers.append(name)
+                shapes.append(",".join(map(str, shape)))
+                # ':' inside a tensor name is written '::' in --input_layer_value_files.
+                files.append(name.replace(":", "::") + ":" + remote)
+        return (f"--input_layer={shlex.quote(','.join(layers))} "
+                f"--input_layer_shape={':'.join(shapes)} "
+                f"--input_layer_value_files={shlex.quote(','.join(files))}")
 
     def cpus(self) -> List[int]:
         return parse_cpu_range(self.shell("cat /sys/devices/system/cpu/possible"))
@@ -259,27 +278,58 @@ class AdbTarget:
           warmup, runs: benchmark_model's --warmup_runs and --num_runs.
           min_seconds: benchmark_model's --min_secs (it times at least `runs` and this long).
 
+        A seq2seq encoder's decoder is timed too, as a second benchmark_model run on its
+        first-step inputs (`device_pair`).
+
         Raises:
           AdbError: see the class; BenchError if the model is missing.
         """
+        from prado_tiny.bench.local import decoder_step_inputs, device_pair, seq2seq_pair
+
         if not os.path.isfile(path):
             raise BenchError(f"{path}: model file not found; pass existing .tflite files to --models")
         abi = self.check_binary(binary)
+        pair = seq2seq_pair(path)
         cpus = list(cpus) if cpus else self.cpus()[-max(num_threads, 1):]
-        remote_model = f"{REMOTE_DIR}/{os.path.basename(path)}"
         remote_bin = f"{REMOTE_DIR}/benchmark_model"
         self.shell(f"mkdir -p {REMOTE_DIR}")
-        self._run(["push", path, remote_model])
+        self._run(["push", path, f"{REMOTE_DIR}/{os.path.basename(path)}"])
         self._run(["push", binary, remote_bin])
         self.shell(f"chmod 755 {remote_bin}")
-        cmd = (f"taskset {cpu_mask(cpus)} {remote_bin} --graph={shlex.quote(remote_model)} "
-               f"--num_threads={num_threads} --warmup_runs={warmup} --num_runs={runs} "
-               f"--warmup_min_secs=0 --min_secs={min_seconds:g} --report_peak_memory_footprint=true")
         inputs = "random (benchmark_model)"
         value_flags = self._push_utterance(path, token_lists)
         if value_flags:
-            cmd += " " + value_flags
             inputs = f"{source}: 1 utterance (benchmark_model repeats one input)"
+        timing = dict(abi=abi, num_threads=num_threads, cpus=cpus, warmup=warmup, runs=runs,
+                      min_seconds=min_seconds)
+        rec = self._bench_file(path, value_flags, inputs, **timing)
+        if pair is not None:
+            self._run(["push", pair.decoder, f"{REMOTE_DIR}/{os.path.basename(pair.decoder)}"])
+            rows = decoder_step_inputs(path, pair.decoder, token_lists[:1] if token_lists else None)
+            dec_flags = self._push_values(
+                pair.decoder, [(d["name"], [int(n) for n in d["shape"]], x[0]) for d, x in rows])
+            what = f"{source}: 1 utterance" if token_lists else "a placeholder word"
+            dec = self._bench_file(pair.decoder, dec_flags, f"first decoder step of {what}",
+                                   **timing)
+            device_pair(rec, pair.decoder, dec, "benchmark_model")
+        return rec
+
+    def _bench_file(self, path: str, value_flags: str, inputs: str, *, abi: str, num_threads: int,
+                    cpus: Sequence[int], warmup: int, runs: int, min_seconds: float) -> BenchRecord:
+        """Runs the pushed benchmark_model on the pushed `path` -> its record.
+
+        Args:
+          path: the .tflite on the host (already pushed to REMOTE_DIR).
+          value_flags: `_push_values`' flags ("" for benchmark_model's random inputs).
+          inputs: what the inputs are, for the record.
+        """
+        remote_model = f"{REMOTE_DIR}/{os.path.basename(path)}"
+        cmd = (f"taskset {cpu_mask(cpus)} {REMOTE_DIR}/benchmark_model "
+               f"--graph={shlex.quote(remote_model)} "
+               f"--num_threads={num_threads} --warmup_runs={warmup} --num_runs={runs} "
+               f"--warmup_min_secs=0 --min_secs={min_seconds:g} --report_peak_memory_footprint=true")
+        if value_flags:
+            cmd += " " + value_flags
         out = self.shell(cmd)
         figures = parse_benchmark_output(out)
         model = self.shell("getprop ro.product.model").strip()

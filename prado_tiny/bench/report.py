@@ -3,6 +3,10 @@
 One `BenchRecord` per model and target. The local and ssh targets time each invoke themselves
 (`runner.py`) and fill the percentiles; Android's `benchmark_model` prints mean, deviation and,
 in recent builds, p5/median/p95, so its p90/p99 stay None.
+
+A seq2seq model (pQRNN-MAtt: an encoder .tflite and a one-step decoder .tflite beside it) is one
+record for the pair: its size is both files', and the notes under the Markdown table say what
+the invoke columns and the whole-parse figures (`parse_latency_us`) measured.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ class BenchRecord:
       model: the .tflite path on the host.
       target: `local`, `adb`, `ssh` or `qemu-arm64`.
       device: what ran it (`describe_machine()`, the phone's model, the board's uname).
-      size_bytes, params, macs: from the flatbuffer (`model_stats`).
+      size_bytes, params, macs: from the flatbuffer (`model_stats`). For a seq2seq pair, size and
+        parameters are both files' (what an app ships); MACs are the timed invoke's, the encoder's.
       num_threads, cpus: interpreter threads and the CPUs the process was pinned to.
       inputs: where the inputs came from (`demo dev: 100 utterances`, `random`).
       runs, warmup: timed and untimed invokes.
@@ -44,6 +49,15 @@ class BenchRecord:
         this one: how many times smaller and faster than the reference.
       accuracy: metrics from a prado-eval `--metrics_out` file (`exact_match`, `intent_acc`, ...).
       extra: target-specific raw figures.
+      seq2seq: the model is the encoder of a seq2seq pair; the latency columns time its invoke.
+      files: seq2seq pairs: `{"encoder": {...}, "decoder": {...}}`, each file's `path`, `bytes`,
+        `params` and `macs` (the decoder's per step).
+      parse_latency_us: seq2seq pairs on the local target: a whole utterance on the host
+        (`Predictor.predict`: the encoder once, then the search over the decoder), per beam width
+        (`beam_1`, `beam_4`): `summarize_us` of the timed utterances.
+      decoder_invoke_us: seq2seq pairs on a device: one decoder step timed there (`summarize_us`
+        keys, plus `init`, `first` and `inputs`).
+      note: what was and was not measured, in words (seq2seq pairs).
     """
 
     name: str
@@ -73,6 +87,11 @@ class BenchRecord:
     latency_ratio: Optional[float] = None
     accuracy: Optional[Dict[str, Any]] = None
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    seq2seq: bool = False
+    files: Optional[Dict[str, Dict[str, Any]]] = None
+    parse_latency_us: Optional[Dict[str, Dict[str, Any]]] = None
+    decoder_invoke_us: Optional[Dict[str, Any]] = None
+    note: Optional[str] = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -112,6 +131,21 @@ def fill_timings(record: BenchRecord, samples_us: Sequence[float]) -> None:
     record.p50_us, record.p90_us, record.p99_us = (float(v) for v in np.percentile(us, [50, 90, 99]))
     record.quiet_p50_us = (float(min(np.median(b) for b in np.array_split(us, QUIET_BLOCKS)))
                            if us.size >= QUIET_MIN_RUNS else None)
+
+
+def summarize_us(samples_us: Sequence[float]) -> Dict[str, Any]:
+    """`{"runs", "mean", "min", "p50", "p90", "p99"}` of timings in microseconds (`fill_timings`'
+    percentiles, as a dict for the figures a record holds besides its own invoke).
+
+    Raises:
+      BenchError: no samples.
+    """
+    us = np.asarray(samples_us, dtype=np.float64)
+    if us.size == 0:
+        raise BenchError("no timed runs: set --runs to 1 or more")
+    p50, p90, p99 = (float(v) for v in np.percentile(us, [50, 90, 99]))
+    return {"runs": int(us.size), "mean": float(us.mean()), "min": float(us.min()), "p50": p50,
+            "p90": p90, "p99": p99}
 
 
 def apply_reference(records: List[BenchRecord]) -> None:
@@ -178,21 +212,57 @@ def _num(v, fmt="{:,.0f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _beams(parse_latency_us: Dict[str, Dict[str, Any]]) -> List[tuple]:
+    """`{"beam_4": {...}, "beam_1": {...}}` -> [(1, {...}), (4, {...})]."""
+    return sorted((int(k.rsplit("_", 1)[-1]), v) for k, v in parse_latency_us.items())
+
+
+def seq2seq_notes(records: List[BenchRecord]) -> List[str]:
+    """Markdown lines under the table for seq2seq pairs: the two files' bytes, the whole-parse
+    latency per beam width (local), the decoder step and what was not measured (devices)."""
+    lines = []
+    for r in records:
+        if not r.seq2seq:
+            continue
+        who = f"**{r.name}** ({r.target})"
+        enc, dec = (r.files or {}).get("encoder", {}), (r.files or {}).get("decoder", {})
+        lines.append(f"- {who}: seq2seq pair {os.path.basename(enc.get('path', r.model))} + "
+                     f"{os.path.basename(dec.get('path', '?'))}: {_num(enc.get('bytes'))} + "
+                     f"{_num(dec.get('bytes'))} = {_num(r.size_bytes)} bytes (the bytes column); "
+                     f"the invoke columns time the encoder alone.")
+        if r.parse_latency_us:
+            beams = "; ".join(f"beam {w} p50 {_num(v['p50'])} / p90 {_num(v['p90'])} / p99 "
+                              f"{_num(v['p99'])} us ({v['runs']} parses)"
+                              for w, v in _beams(r.parse_latency_us))
+            lines.append(f"- {who}: whole parse on the host (encoder + search over the decoder, "
+                         f"{r.num_threads} thread(s)): {beams}.")
+        if r.decoder_invoke_us:
+            d = r.decoder_invoke_us
+            lines.append(f"- {who}: one decoder step on the device: p50 {_num(d.get('p50'))} us, "
+                         f"mean {_num(d.get('mean'))} us ({d.get('runs')} runs).")
+        if r.note and not r.parse_latency_us:
+            lines.append(f"- {who}: {r.note}")
+    return lines
+
+
 def markdown_table(records: List[BenchRecord]) -> str:
-    """One row per record: size, params, MACs, latency percentiles, memory, ratios, accuracy."""
+    """One row per record: size, params, MACs, latency percentiles, memory, ratios, accuracy;
+    then `seq2seq_notes` when a seq2seq pair is among the records."""
     head = ("| model | target | bytes | params | MACs | init us | first us | p50 us | quiet p50 us | "
             "p90 us | p99 us | mean us | peak mem KB | smaller than ref | faster than ref | exact match |")
     lines = [head, "|" + "---|" * 2 + "---:|" * 14]
     for r in records:
         em = (r.accuracy or {}).get("exact_match")
         lines.append("| " + " | ".join([
-            r.name + (" (reference)" if r.reference else ""), r.target, _num(r.size_bytes),
+            r.name + (" (reference)" if r.reference else "") + (" (pair)" if r.seq2seq else ""),
+            r.target, _num(r.size_bytes),
             _num(r.params), _num(r.macs), _num(r.init_us), _num(r.first_us), _num(r.p50_us),
             _num(r.quiet_p50_us), _num(r.p90_us), _num(r.p99_us), _num(r.mean_us),
             _num(None if r.peak_memory_bytes is None else r.peak_memory_bytes / 1024),
             _num(r.size_ratio, "{:,.1f}x"), _num(r.latency_ratio, "{:,.1f}x"),
             _num(em, "{:.1f}")]) + " |")
-    return "\n".join(lines)
+    notes = seq2seq_notes(records)
+    return "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def plot(records: List[BenchRecord], path: str) -> bool:

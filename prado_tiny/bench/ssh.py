@@ -4,6 +4,10 @@ The board needs Python with numpy and a LiteRT interpreter (`pip install ai-edge
 `tflite-runtime`); nothing of prado_tiny. The model, its encoded inputs (.npz) and the runner go
 to `--remote_dir` with scp; the runner prints one JSON line, read into the same `BenchRecord` as
 the local target's. ssh runs with BatchMode (a key, never a password prompt that would hang).
+
+A seq2seq encoder (pQRNN-MAtt) goes with its decoder: the board times the encoder's invoke and one
+decoder step (its inputs computed here from the same utterances), each file on its own; the whole
+parse needs prado_tiny's search, which the board does not have, and the record's note says so.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import subprocess
 import tempfile
 from typing import List, Optional, Sequence
 
-from prado_tiny.bench.local import RUNNER, prepare_inputs, record_from_runner
+from prado_tiny.bench.local import (RUNNER, device_pair, prepare_decoder_inputs, prepare_inputs,
+                                    record_from_runner, seq2seq_pair)
 from prado_tiny.bench.report import BenchError, BenchRecord
 
 
@@ -88,6 +93,9 @@ class SshTarget:
               min_seconds: float = 0.0) -> BenchRecord:
         """Copies model, inputs and runner to the board, runs it, returns the record.
 
+        A seq2seq encoder's decoder and its first-step inputs go too, and are timed as a second
+        invoke (`device_pair`).
+
         Args:
           path: the .tflite on the host.
           token_lists: utterances to encode with the model's metadata (None: random inputs).
@@ -102,9 +110,27 @@ class SshTarget:
         """
         if not os.path.isfile(path):
             raise BenchError(f"{path}: model file not found; pass existing .tflite files to --models")
+        pair = seq2seq_pair(path)
         with tempfile.TemporaryDirectory(prefix="prado_bench_ssh_") as tmp:
             npz, inputs = prepare_inputs(path, token_lists, tmp, source)
-            self.copy([path, RUNNER] + ([npz] if npz else []))
+            files = [path, RUNNER] + ([npz] if npz else [])
+            if pair is not None:
+                dec_npz, dec_inputs = prepare_decoder_inputs(path, pair.decoder, token_lists, tmp,
+                                                             source)
+                files += [pair.decoder, dec_npz]
+            self.copy(files)
+        timing = dict(num_threads=num_threads, cpus=cpus, warmup=warmup, runs=runs,
+                      min_seconds=min_seconds)
+        rec = self._run(path, npz, inputs, **timing)
+        if pair is not None:
+            device_pair(rec, pair.decoder, self._run(pair.decoder, dec_npz, dec_inputs, **timing),
+                        "runner.py (numpy and LiteRT only)")
+        return rec
+
+    def _run(self, path: str, npz: Optional[str], inputs: str, *, num_threads: int,
+             cpus: Optional[Sequence[int]], warmup: int, runs: int,
+             min_seconds: float) -> BenchRecord:
+        """Runs the copied runner on the copied `path` (and `npz`) -> its record."""
         cmd = [self.remote_python, self.remote(RUNNER), "--model", self.remote(path),
                "--num_threads", str(num_threads), "--warmup", str(warmup), "--runs", str(runs),
                "--min_seconds", str(min_seconds), "--cpus", ",".join(map(str, cpus)) if cpus else "last"]
