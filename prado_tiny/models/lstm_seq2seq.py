@@ -34,7 +34,8 @@ import tf_keras as keras
 
 from prado_tiny.layers.piece_embedding import PieceEmbedding
 from prado_tiny.models.base import JointModel, ModelConfig, piece_token_mask
-from prado_tiny.models.pqrnn_matt import add_pointer_scores, sequence_loss
+from prado_tiny.models.pqrnn_matt import (add_pointer_scores, decoder_inputs, sequence_loss,
+                                          validate_seq2seq)
 
 
 @dataclasses.dataclass
@@ -74,22 +75,9 @@ class LSTMSeq2SeqConfig(ModelConfig):
                 "hidden_dim", "num_decoder_layers", "max_target_len")
 
     def validate(self) -> None:
-        # No intent or slot heads: ModelConfig's intent checks do not apply.
-        for name in self.POSITIVE:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        validate_seq2seq(self, ("dropout", "decoder_dropout", "label_smoothing"))
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3, got {self.vocab_size}")
-        for name in ("dropout", "decoder_dropout", "label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.mask_penalty <= 0:
-            raise ValueError(f"mask_penalty must be positive, got {self.mask_penalty}")
-        if self.pointer_offset is not None and (
-                self.pointer_offset < 1 or self.output_vocab_size - self.pointer_offset != self.max_seq_len):
-            raise ValueError(f"pointer_offset={self.pointer_offset} must leave exactly max_seq_len="
-                             f"{self.max_seq_len} pointer ids below output_vocab_size="
-                             f"{self.output_vocab_size}")
 
 
 @keras.utils.register_keras_serializable(package="prado_tiny")
@@ -181,11 +169,7 @@ class LSTMSeq2Seq(JointModel):
 
     def call(self, inputs, training=None):
         states, mask = self.encode(inputs, training=training)
-        ids = tf.cast(inputs["decoder_inputs"], tf.int32)
-        t = ids.shape[1]
-        if t is not None and t > self.config.max_target_len:
-            raise ValueError(f"{t} decoder positions exceed max_target_len="
-                             f"{self.config.max_target_len}")
+        ids = decoder_inputs(inputs, self.config.max_target_len)
         y = self.decoder_drop(self.token_embedding(ids), training=training)
         for lstm, h0 in zip(self.decoder_lstms, self._bridge(states, mask)):
             y, _, _ = lstm(y, initial_state=[h0, tf.zeros_like(h0)], training=training)

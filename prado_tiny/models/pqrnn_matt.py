@@ -58,6 +58,26 @@ from prado_tiny.models.base import JointModel, ModelConfig
 from prado_tiny.models.pqrnn import ternary_inputs
 
 
+def validate_seq2seq(config, fractions) -> None:
+    """The checks every seq2seq config shares (no intent or slot heads, so `ModelConfig`'s do
+    not apply): `POSITIVE` fields, `fractions` in [0, 1), a positive `mask_penalty`, and a
+    `pointer_offset` that leaves exactly `max_seq_len` pointer ids at the end of the output."""
+    for name in config.POSITIVE:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    for name in fractions:
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)}")
+    if config.mask_penalty <= 0:
+        raise ValueError(f"mask_penalty must be positive, got {config.mask_penalty}")
+    if config.pointer_offset is not None and (
+            config.pointer_offset < 1
+            or config.output_vocab_size - config.pointer_offset != config.max_seq_len):
+        raise ValueError(f"pointer_offset={config.pointer_offset} must leave exactly max_seq_len="
+                         f"{config.max_seq_len} pointer ids below output_vocab_size="
+                         f"{config.output_vocab_size}")
+
+
 @dataclasses.dataclass
 class PQRNNMAttConfig(ModelConfig):
     """Every hyper-parameter of a pQRNN-MAtt; saved as JSON in the model folder.
@@ -111,23 +131,10 @@ class PQRNNMAttConfig(ModelConfig):
                 "num_decoder_layers", "num_heads", "ff_dim")
 
     def validate(self) -> None:
-        # No intent or slot heads: ModelConfig's intent checks do not apply.
-        for name in self.POSITIVE:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("zoneout", "dropout", "decoder_dropout", "label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        validate_seq2seq(self, ("zoneout", "dropout", "decoder_dropout", "label_smoothing"))
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim={self.hidden_dim} is not divisible by "
                              f"num_heads={self.num_heads}")
-        if self.mask_penalty <= 0:
-            raise ValueError(f"mask_penalty must be positive, got {self.mask_penalty}")
-        if self.pointer_offset is not None and (
-                self.pointer_offset < 1 or self.output_vocab_size - self.pointer_offset != self.max_seq_len):
-            raise ValueError(f"pointer_offset={self.pointer_offset} must leave exactly max_seq_len="
-                             f"{self.max_seq_len} pointer ids below output_vocab_size="
-                             f"{self.output_vocab_size}")
 
     @classmethod
     def for_vocab(cls, vocab, **kwargs) -> "PQRNNMAttConfig":
@@ -265,6 +272,15 @@ def add_pointer_scores(logits, scores, mask, pointer_offset: int, max_seq_len: i
     return logits + tf.pad(scores, [[0, 0], [0, 0], [pointer_offset, 0]])
 
 
+def decoder_inputs(inputs, max_target_len: int):
+    """`inputs["decoder_inputs"]` as int32 `[B, T]`; a ValueError when T > max_target_len."""
+    ids = tf.cast(inputs["decoder_inputs"], tf.int32)
+    t = ids.shape[1]
+    if t is not None and t > max_target_len:
+        raise ValueError(f"{t} decoder positions exceed max_target_len={max_target_len}")
+    return ids
+
+
 def sequence_loss(targets, logits, label_smoothing: float = 0.0, pad_id: int = 0,
                   per_example: bool = False):
     """Label-smoothed cross-entropy over the non-pad target positions.
@@ -382,11 +398,8 @@ class PQRNNMAtt(JointModel):
 
     def call(self, inputs, training=None):
         states, mask = self.encode(inputs, training=training)
-        ids = tf.cast(inputs["decoder_inputs"], tf.int32)
+        ids = decoder_inputs(inputs, self.config.max_target_len)
         t = ids.shape[1]
-        if t is not None and t > self.config.max_target_len:
-            raise ValueError(f"{t} decoder positions exceed max_target_len="
-                             f"{self.config.max_target_len}")
         positions = tf.range(t if t is not None else tf.shape(ids)[1])[None, :]
         x = self._embed(ids, positions, training)
         for block in self.blocks:
