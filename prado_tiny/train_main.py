@@ -370,7 +370,6 @@ def main(argv):
     from prado_tiny.data.text_encoder import TextEncoder
     from prado_tiny.data.token_features import atomic_intents
     from prado_tiny.data.vocab import LabelVocab
-    from prado_tiny.data.wordpiece import learn_vocabulary
     from prado_tiny.evaluation import dev_evaluator, seq2seq_dev_evaluator
     from prado_tiny.models import model_dir as md
     from prado_tiny.trainer import Trainer, TrainConfig

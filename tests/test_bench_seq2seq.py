@@ -1,5 +1,5 @@
 """prado-bench on a seq2seq parser: a tiny pQRNN-MAtt pair (encoder X.tflite, one-step decoder
-X.decoder.tflite) trained for one epoch on the demo data and exported. Locally: the record's size
+X.decoder.tflite) trained on the demo data and exported (conftest's `tiny_matt`). Locally: the record's size
 is both files', the encoder invoke is timed as before, and whole parses (`Predictor.predict`)
 greedy and with the model's beam; on a device (the fake adb of test_bench_adb, and the ssh target
 with its board standing in this machine): the encoder and one decoder step, each timed on its
@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_module
 from prado_tiny.bench import report
 from prado_tiny.bench.adb import AdbTarget
 from prado_tiny.bench.local import (bench_local, dataset_tokens, decoder_step_inputs,
@@ -23,27 +22,17 @@ from prado_tiny.bench.report import BenchError
 from prado_tiny.bench.ssh import SshTarget
 from prado_tiny.export.metadata import read_metadata
 from test_bench_adb import fake  # noqa: F401  (the fake adb fixture)
-from test_pqrnn_matt_cli import TINY_MATT
 
-# test_pqrnn_matt_cli's tiny model, one (QAT) epoch: the timings need a working pair, not accuracy.
-ONE_EPOCH = [f for f in TINY_MATT if not f.startswith(("--epochs=", "--qat_epochs="))] + [
-    "--epochs=1", "--qat_epochs=1"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """-> dict(tflite, decoder, beam) of a tiny exported pQRNN-MAtt (about a minute)."""
-    root = tmp_path_factory.mktemp("bench_matt")
-    model_dir = str(root / "model")
-    run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *ONE_EPOCH)
-    tflite = str(root / "export" / "parser.tflite")
-    run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
-               "--calibration_examples=32")
-    decoder = str(root / "export" / "parser.decoder.tflite")
-    assert os.path.isfile(decoder)
-    return dict(tflite=tflite, decoder=decoder,
-                beam=int(read_metadata(tflite)["decoding"]["beam_width"]))
+def pair(tiny_matt):
+    """-> dict(tflite, decoder, beam) of conftest's tiny exported pQRNN-MAtt (shared with
+    test_pqrnn_matt_cli: one training for both)."""
+    assert os.path.isfile(tiny_matt["decoder"])
+    return dict(tflite=tiny_matt["tflite"], decoder=tiny_matt["decoder"],
+                beam=int(read_metadata(tiny_matt["tflite"])["decoding"]["beam_width"]))
 
 
 def test_local_cli_times_the_pair_and_whole_parses(pair, tmp_path):

@@ -9,22 +9,12 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_module
+from conftest import PARITY_EXAMPLES, TINY_MATT, run_module
 from prado_tiny.data import demo
 from prado_tiny.data.parse import canonical, parse_tree
 from prado_tiny.data.seq2seq_targets import OutputVocab
 from prado_tiny.data.text_encoder import TextEncoder
 from prado_tiny.data.token_features import featurize_seq2seq
-
-# A tiny model that still learns (about 50% dev tree exact match on en + th after 5 epochs,
-# about 45 s on 2 cores); QAT for the last 2 epochs so that the int8 pair keeps its accuracy.
-TINY_MATT = ["--model=pqrnn_matt", "--dataset=demo", "--languages=en,th", "--max_seq_len=32",
-             "--num_features=64", "--hidden_dim=64", "--state_dim=32", "--num_layers=1",
-             "--decoder_dim=48", "--num_heads=2", "--ff_dim=96", "--max_target_len=48",
-             "--batch_size=32", "--epochs=5", "--qat_epochs=2", "--progress=false",
-             "--learning_rate=0.005", "--warmup_steps=5", "--label_smoothing=0.05",
-             "--beam_width=3", "--checkpoint_secs=0"]
-PARITY_EXAMPLES = 40
 
 
 def _done(out):
@@ -34,21 +24,9 @@ def _done(out):
 
 
 @pytest.fixture(scope="module")
-def matt(tmp_path_factory):
-    """-> dict(model_dir, tflite, decoder, train_out, export_out) of a tiny trained and exported
-    pQRNN-MAtt."""
-    root = tmp_path_factory.mktemp("pqrnn_matt")
-    model_dir = str(root / "model")
-    train_out = run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY_MATT)
-    tflite = str(root / "export" / "parser.tflite")
-    export_out = run_module("prado_tiny.export_main", f"--model_dir={model_dir}",
-                            f"--output={tflite}", "--calibration_examples=64",
-                            f"--parity_examples={PARITY_EXAMPLES}",
-                            # 40 examples of a barely trained model: one flipped parse moves the
-                            # score by 2.5 points, so the default 1-point gate would be noise.
-                            "--max_exact_match_drop=15")
-    return dict(model_dir=model_dir, tflite=tflite, decoder=str(root / "export" / "parser.decoder.tflite"),
-                train_out=train_out, export_out=export_out)
+def matt(tiny_matt):
+    """conftest's session-wide tiny pQRNN-MAtt (test_bench_seq2seq times the same pair)."""
+    return tiny_matt
 
 
 @pytest.fixture(scope="module")

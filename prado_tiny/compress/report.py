@@ -12,7 +12,6 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 
 from prado_tiny.compress import offline
 
