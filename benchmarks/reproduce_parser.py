@@ -33,7 +33,7 @@ RUNS = {
                      ["--epochs=12", "--qat_epochs=2", "--languages=en"]),
     # mtop.flags' learning rate (2e-3, for the projection models) overridden: the LSTMs take 1e-3.
     "mtop_lstm_seq2seq": (["configs/lstm_seq2seq.flags"] + MTOP,
-                          ["--epochs=8", "--learning_rate=1e-3", "--warmup_steps=500"]),
+                          ["--epochs=12", "--learning_rate=1e-3", "--warmup_steps=500"]),
 }
 SPLIT = "eval"
 

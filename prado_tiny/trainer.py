@@ -327,6 +327,13 @@ class Trainer:
                             int(st["step"]), self.steps_per_epoch)
                 print(f"prado-train: resuming from {latest} (epoch {int(st['epoch']) + 1}, "
                       f"step {int(st['step'])} of {self.steps_per_epoch})", flush=True)
+            if int(st["end_epoch"]) != self.config.epochs:
+                # The schedule's length and the QAT start were fixed when the run began; a
+                # changed --epochs must not pass silently.
+                print(f"prado-train: this run ends after epoch {int(st['end_epoch'])} (set when "
+                      f"it started, or by early stopping); --epochs={self.config.epochs} does not "
+                      f"change a started run: use a new --model_dir to train for "
+                      f"{self.config.epochs} epochs", flush=True)
         self._history_so_far = history = self._history()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
         quantizing = None

@@ -97,6 +97,11 @@ def test_rerun_of_a_finished_run_does_not_train(trained):
     assert optimizer_steps(d) == 10
     done_line(r.stdout)
     assert time.time() - t0 < 120
+    # A changed --epochs does not change a started run, and says so instead of passing silently.
+    r = train(d, "--epochs=5")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "this run ends after epoch 2" in r.stdout and "--epochs=5 does not change" in r.stdout
+    assert history(d) == before and optimizer_steps(d) == 10
 
 
 def test_changed_model_flag_fails_naming_the_difference(trained):
