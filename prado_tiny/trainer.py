@@ -201,6 +201,10 @@ class Trainer:
             "bad_epochs": tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs"),
             "qat_from": tf.Variable(qat_from, dtype=tf.int64, trainable=False, name="qat_from"),
             "end_epoch": tf.Variable(c.epochs, dtype=tf.int64, trainable=False, name="end_epoch"),
+            # The learning-rate schedule's length, fixed when the run starts: a resumed run keeps
+            # it whatever --epochs says (a checkpoint from before this variable keeps the flag's).
+            "schedule_steps": tf.Variable(c.epochs * self.steps_per_epoch, dtype=tf.int64,
+                                          trainable=False, name="schedule_steps"),
         }
         self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, **self.state)
         self.manager = tf.train.CheckpointManager(self.ckpt, os.path.join(model_dir, "checkpoints"),
@@ -332,8 +336,10 @@ class Trainer:
                 # changed --epochs must not pass silently.
                 print(f"prado-train: this run ends after epoch {int(st['end_epoch'])} (set when "
                       f"it started, or by early stopping); --epochs={self.config.epochs} does not "
-                      f"change a started run: use a new --model_dir to train for "
-                      f"{self.config.epochs} epochs", flush=True)
+                      f"change a started run (nor its learning-rate schedule): use a new "
+                      f"--model_dir to train for {self.config.epochs} epochs", flush=True)
+        # Read when the train step is traced (below, before the first step).
+        self.schedule.total = int(st["schedule_steps"])
         self._history_so_far = history = self._history()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
         quantizing = None

@@ -148,9 +148,12 @@ def test_resume_after_kill_9(tmp_path):
                    if os.path.exists(os.path.join(killed, "history.json")) else 0)
     assert done_before < 3
 
-    r = train(killed, "--checkpoint_secs=0.5", *flags)
+    # Resumed with another --epochs: the run keeps its 3 epochs and its learning-rate schedule
+    # (the weights below match the uninterrupted run's) and says so.
+    r = train(killed, "--checkpoint_secs=0.5", *flags, "--epochs=5")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert "resuming from" in r.stdout, r.stdout
+    assert "this run ends after epoch 3" in r.stdout and "--epochs=5 does not change" in r.stdout
     print(next(x for x in r.stdout.splitlines() if "resuming from" in x))
     ref_out, _ = ref_proc.communicate(timeout=300)
     assert ref_proc.returncode == 0, ref_out
