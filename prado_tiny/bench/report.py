@@ -124,18 +124,17 @@ def fill_timings(record: BenchRecord, samples_us: Sequence[float]) -> None:
     us = np.asarray(samples_us, dtype=np.float64)
     if us.size == 0:
         raise BenchError(f"{record.model}: no timed runs on {record.target}: set --runs to 1 or more")
-    record.runs = int(us.size)
-    record.mean_us = float(us.mean())
+    s = summarize_us(us)
+    record.runs, record.mean_us, record.min_us = s["runs"], s["mean"], s["min"]
+    record.p50_us, record.p90_us, record.p99_us = s["p50"], s["p90"], s["p99"]
     record.std_us = float(us.std())
-    record.min_us = float(us.min())
-    record.p50_us, record.p90_us, record.p99_us = (float(v) for v in np.percentile(us, [50, 90, 99]))
     record.quiet_p50_us = (float(min(np.median(b) for b in np.array_split(us, QUIET_BLOCKS)))
                            if us.size >= QUIET_MIN_RUNS else None)
 
 
 def summarize_us(samples_us: Sequence[float]) -> Dict[str, Any]:
-    """`{"runs", "mean", "min", "p50", "p90", "p99"}` of timings in microseconds (`fill_timings`'
-    percentiles, as a dict for the figures a record holds besides its own invoke).
+    """`{"runs", "mean", "min", "p50", "p90", "p99"}` of timings in microseconds: a record's own
+    invoke (`fill_timings`) and the figures it holds besides it (whole parses, a decoder step).
 
     Raises:
       BenchError: no samples.
