@@ -19,10 +19,9 @@ Runs:
 import argparse
 import json
 import os
-import sys
 import time
 
-import reproduce_mixer as rm  # tool(), run(): the same command runner
+import reproduce_mixer as rm  # tool(), run(): the same command runner; puts REPO on sys.path
 
 REPO = rm.REPO
 COMMON = ["--progress=false"]
@@ -83,7 +82,6 @@ def one(name, out_dir, datasets):
                                           log, beam_width=1)
     else:
         # The float baseline ships as float32 weights: 4 bytes a parameter.
-        sys.path.insert(0, REPO)
         from prado_tiny.models import model_dir as md
         model = md.build_model(spec)
         md.dummy_input(model, spec)
@@ -142,7 +140,6 @@ def main():
 
 def record(result, out_dir):
     """Adds one run's result to OUT_DIR/parser_results.json and .md; prints the table."""
-    sys.path.insert(0, REPO)
     from prado_tiny.bench.machine import describe_machine
     path = os.path.join(out_dir, "parser_results.json")
     done = {}
