@@ -77,6 +77,10 @@ flags.DEFINE_float("decoder_dropout", 0.0, "pqrnn_matt: dropout on the decoder e
                    "its layers.")
 flags.DEFINE_float("label_smoothing", 0.1, "pqrnn_matt: epsilon of the label-smoothed "
                    "cross-entropy.")
+flags.DEFINE_boolean("int8_internals", True, "pqrnn_matt: QAT also rounds the int8 tensors the "
+                     "converter adds inside the decoder's LayerNorms and attention and pointer "
+                     "scores, so the exported decoder computes what was trained (--noint8_internals: "
+                     "the layout of earlier models).")
 flags.DEFINE_integer("beam_width", 4, "pqrnn_matt: beam width of prado-eval, prado-export's parity "
                      "check and the Predictor (stored with the model; development scores during "
                      "training use constrained greedy decoding).")
@@ -231,7 +235,8 @@ def model_config() -> dict:
                 "dropout": FLAGS.dropout, "max_target_len": FLAGS.max_target_len,
                 "hidden_dim": FLAGS.decoder_dim, "num_decoder_layers": FLAGS.num_decoder_layers,
                 "num_heads": FLAGS.num_heads, "ff_dim": FLAGS.ff_dim,
-                "decoder_dropout": FLAGS.decoder_dropout, "label_smoothing": FLAGS.label_smoothing}
+                "decoder_dropout": FLAGS.decoder_dropout, "label_smoothing": FLAGS.label_smoothing,
+                "int8_internals": FLAGS.int8_internals}
     if FLAGS.model == "lstm_seq2seq":
         # output_vocab_size, pointer_offset and vocab_size come from the vocabularies (main).
         return {"max_seq_len": FLAGS.max_seq_len, "embedding_dim": FLAGS.embedding_dim,

@@ -21,6 +21,9 @@ int8: like `TransformerBlock`, every activation has a fake-quant range (QAT), pa
 positions are pushed down by `mask_penalty` instead of -inf and their weights multiplied by the
 mask, and the softmax output uses the range of TFLite's int8 SOFTMAX (scale 1/256, zero point
 -128). The state carried between steps is the running *mean*, not the running sum: see `step`.
+With `int8_internals` QAT also rounds what the converter rounds inside a LayerNorm
+(`QuantLayerNorm`) and the raw attention scores before their scaling, so that the int8 step
+model computes what the Keras model trained with.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import tf_keras as keras
 from prado_tiny.layers.fake_quant import FakeQuant, QuantizeSwitch
 from prado_tiny.layers.qrnn import SIGMOID_RANGE, _fixed
 from prado_tiny.layers.quant_dense import QuantDense
+from prado_tiny.layers.quant_layer_norm import QuantLayerNorm
 
 # The fixed int8 range of the averaging weight 1/(t+1) (scale 1/255, zero point -128: 1 and 0
 # are exact).
@@ -57,6 +61,9 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
       max_steps: decoding steps the one-step mode supports with uniform weights (the length of
         its table of weights 1/(t+1)); the full-sequence call accepts targets up to this length.
       quantize: fake-quantize weights and activations (QAT).
+      int8_internals: also fake-quantize the int8 tensors the converter adds inside the two
+        LayerNorms (`QuantLayerNorm`) and the attention scores before their scaling. False:
+        the layout of models trained before this option (Keras LayerNorm).
       **kwargs: passed to `keras.layers.Layer`.
 
     Call args (full sequence, teacher forcing): `x` float `[batch, T, hidden]` decoder states;
@@ -83,7 +90,7 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
     def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.0,
                  mask_penalty: float = 16.0, layer_norm_epsilon: float = 1e-5,
                  activation: str = "relu", max_steps: int = 128, quantize: bool = False,
-                 **kwargs):
+                 int8_internals: bool = False, **kwargs):
         super().__init__(**kwargs)
         if num_heads < 1 or ff_dim < 1:
             raise ValueError(f"num_heads and ff_dim must be positive, got {num_heads}, {ff_dim}")
@@ -99,14 +106,16 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
         self.activation = keras.activations.serialize(keras.activations.get(activation))
         self.max_steps = int(max_steps)
         self._quantize = bool(quantize)
+        self.int8_internals = bool(int8_internals)
         # 1/(t+1) for t = 0..max_steps-1: the weight of position t in the running mean.
         self._step_weights = tf.constant(1.0 / np.arange(1, self.max_steps + 1), tf.float32)
 
     def _quantized_layers(self):
         if not self.built:
             return []
+        norms = [self.norm1, self.norm2] if self.int8_internals else []
         return [self.average_value, self.query, self.key, self.value, self.out, self.ff_in,
-                self.ff_out, *self.quants]
+                self.ff_out, *norms, *self.quants]
 
     def build(self, input_shape):
         hidden = int(input_shape[-1])
@@ -114,8 +123,12 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
             raise ValueError(f"hidden size {hidden} is not divisible by num_heads={self.num_heads}")
         self.hidden = hidden
         q, eps = self._quantize, self.layer_norm_epsilon
-        self.norm1 = keras.layers.LayerNormalization(epsilon=eps, name="attention_norm")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=eps, name="ff_norm")
+        if self.int8_internals:
+            self.norm1 = QuantLayerNorm(eps, quantize=q, name="attention_norm")
+            self.norm2 = QuantLayerNorm(eps, quantize=q, name="ff_norm")
+        else:
+            self.norm1 = keras.layers.LayerNormalization(epsilon=eps, name="attention_norm")
+            self.norm2 = keras.layers.LayerNormalization(epsilon=eps, name="ff_norm")
         self.norm1.build(input_shape)
         self.norm2.build(input_shape)
         # No bias: the mean of a bias is the bias, which the output projection's bias absorbs.
@@ -133,6 +146,12 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
         names = ("keys_quant", "values_quant", "average_quant", "diff_quant", "update_quant",
                  "scores_quant", "masked_quant", "context_quant", "merged_quant", "res1_quant",
                  "norm1_quant", "res2_quant", "norm2_quant")
+        if self.int8_internals:
+            # A QuantLayerNorm rounds its own output; the raw scores get the range of the int8
+            # BATCH_MATMUL output that precedes the scaling. (The legacy order above is kept:
+            # checkpoints name these by position too.)
+            names = tuple(n for n in names if n not in ("norm1_quant", "norm2_quant"))
+            names += ("raw_scores_quant",)
         self.quants = [FakeQuant(q, name=n) for n in names]
         for n, layer in zip(names, self.quants):
             setattr(self, n, layer)
@@ -181,7 +200,10 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
         q = self._heads(self.query(x, training=training), b, t)
         k, v = self._heads(keys, b, s), self._heads(values, b, s)
         scale = 1.0 / math.sqrt(self.hidden // self.num_heads)
-        scores = tf.matmul(q, k, transpose_b=True) * scale
+        scores = tf.matmul(q, k, transpose_b=True)
+        if self.int8_internals:
+            scores = self.raw_scores_quant(scores, training=training)
+        scores = scores * scale
         scores = self.scores_quant(scores, training=training)
         key_mask = tf.reshape(encoder_mask, [b, 1, 1, s])
         scores = self.masked_quant(scores + (key_mask - 1.0) * self.mask_penalty, training=training)
@@ -203,12 +225,19 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
         context = self._cross_attention(x, keys, values, encoder_mask, training)
         merged = self.merged_quant(mean + context, training=training)
         y = self.out(merged, training=training)
-        h = self.norm1_quant(self.norm1(self.res1_quant(x + self.drop(y, training=training),
-                                                        training=training)), training=training)
+        h = self._norm(1, self.res1_quant(x + self.drop(y, training=training), training=training),
+                       training)
         f = self.ff_out(self.ff_in(h, training=training), training=training)
-        out = self.norm2_quant(self.norm2(self.res2_quant(h + self.drop(f, training=training),
-                                                          training=training)), training=training)
+        out = self._norm(2, self.res2_quant(h + self.drop(f, training=training), training=training),
+                         training)
         return out, mean
+
+    def _norm(self, i, x, training):
+        norm = self.norm1 if i == 1 else self.norm2
+        if self.int8_internals:
+            return norm(x, training=training)
+        out_quant = self.norm1_quant if i == 1 else self.norm2_quant
+        return out_quant(norm(x), training=training)
 
     def _weight(self, count):
         """w = 1/(count+1) from the table (int32 `count`; GATHER in an int8 .tflite: there is
@@ -274,5 +303,5 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
         config.update(num_heads=self.num_heads, ff_dim=self.ff_dim, dropout=self.dropout,
                       mask_penalty=self.mask_penalty, layer_norm_epsilon=self.layer_norm_epsilon,
                       activation=self.activation, max_steps=self.max_steps,
-                      quantize=self._quantize)
+                      quantize=self._quantize, int8_internals=self.int8_internals)
         return config

@@ -103,6 +103,10 @@ class PQRNNMAttConfig(ModelConfig):
       decoder_dropout: dropout on the decoder embeddings and inside the decoder layers.
       mask_penalty: logit penalty of padded source positions (cross-attention and pointers).
       label_smoothing: epsilon of the label-smoothed cross-entropy.
+      int8_internals: QAT also rounds the tensors the int8 converter adds inside the decoder's
+        LayerNorms and attention scores (`MergedAttentionDecoderBlock`) and the raw pointer
+        scores, so the exported step model computes what was trained. False (the default of a
+        model.json without it): the layout of models trained before the option.
     """
 
     output_vocab_size: int
@@ -124,6 +128,7 @@ class PQRNNMAttConfig(ModelConfig):
     decoder_dropout: float = 0.0
     mask_penalty: float = 16.0
     label_smoothing: float = 0.1
+    int8_internals: bool = False
 
     MODEL_NAME = "pQRNN-MAtt"
     POSITIVE = ("output_vocab_size", "max_seq_len", "num_features", "bottleneck_dim", "state_dim",
@@ -345,6 +350,7 @@ class PQRNNMAtt(JointModel):
         self.blocks = [MergedAttentionDecoderBlock(c.num_heads, c.ff_dim, c.decoder_dropout,
                                                    mask_penalty=c.mask_penalty,
                                                    max_steps=c.max_target_len, quantize=q,
+                                                   int8_internals=c.int8_internals,
                                                    name=f"decoder_{i}")
                        for i in range(c.num_decoder_layers)]
         self.output_head = QuantDense(c.output_vocab_size, quantize=q, name="output_head")
@@ -355,6 +361,9 @@ class PQRNNMAtt(JointModel):
             self.pointer_keys_quant = FakeQuant(q, name="pointer_keys_quant")
             self.pointer_scores_quant = FakeQuant(q, name="pointer_scores_quant")
             self.logits_quant = FakeQuant(q, name="logits_quant")
+            # The int8 BATCH_MATMUL output before the 1/sqrt(d) scaling.
+            self.raw_pointer_scores_quant = (FakeQuant(q, name="raw_pointer_scores_quant")
+                                             if c.int8_internals else None)
 
     def _quantized_layers(self):
         layers = [self.encoder, self.token_embedding, self.position_embedding,
@@ -362,6 +371,8 @@ class PQRNNMAtt(JointModel):
         if self.pointers:
             layers += [self.pointer_query, self.pointer_key, self.pointer_keys_quant,
                        self.pointer_scores_quant, self.logits_quant]
+            if self.raw_pointer_scores_quant is not None:
+                layers.append(self.raw_pointer_scores_quant)
         return layers
 
     # -- pieces shared by both modes ---------------------------------------------------------
@@ -388,7 +399,10 @@ class PQRNNMAtt(JointModel):
         # An explicit TRANSPOSE: an int8 BATCH_MATMUL reading a model input with adj_y got a
         # float DEQUANTIZE/QUANTIZE pair from the converter.
         keys_t = tf.transpose(pointer_keys, [0, 2, 1])
-        scores = tf.matmul(q, keys_t) / math.sqrt(c.hidden_dim)
+        scores = tf.matmul(q, keys_t)
+        if self.raw_pointer_scores_quant is not None:
+            scores = self.raw_pointer_scores_quant(scores, training=training)
+        scores = scores / math.sqrt(c.hidden_dim)
         scores = self.pointer_scores_quant(scores, training=training)
         return self.logits_quant(add_pointer_scores(logits, scores, mask, c.pointer_offset,
                                                     c.max_seq_len, c.mask_penalty),
