@@ -189,9 +189,11 @@ from prado_tiny.layers.merged_attention import MergedAttentionDecoderBlock
 from prado_tiny.export.inspect import check_builtin_int8
 from ai_edge_litert.interpreter import Interpreter
 
+import sys
 H, E, S, T, N = 8, 6, 7, 8, 48
 rng = np.random.default_rng(0)
-block = MergedAttentionDecoderBlock(num_heads=2, ff_dim=12, quantize=True)
+block = MergedAttentionDecoderBlock(num_heads=2, ff_dim=12, quantize=True,
+                                    int8_internals=sys.argv[1] == "1")
 mask = (np.arange(S)[None, :] < rng.integers(2, S + 1, (N, 1))).astype(np.float32)[..., None]
 enc = np.clip(rng.normal(0, 1, (N, S, E)), -3, 3).astype(np.float32) * mask
 x = np.clip(rng.normal(0, 1, (N, T, H)), -3, 3).astype(np.float32)
@@ -320,12 +322,22 @@ print(json.dumps({
 """
 
 
-def test_quantized_step_converts_to_builtin_int8_and_matches_keras():
+def convert_and_compare(int8_internals):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, "-c", CONVERT], capture_output=True, text=True, env=env,
-                       timeout=300)
+    r = subprocess.run([sys.executable, "-c", CONVERT, str(int(int8_internals))],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def converted():
+    return {flag: convert_and_compare(flag) for flag in (False, True)}
+
+
+@pytest.mark.parametrize("int8_internals", [False, True])
+def test_quantized_step_converts_to_builtin_int8_and_matches_keras(converted, int8_internals):
+    out = converted[int8_internals]
     assert out["ok"] == {"step": True, "kv": True}, out["violations"]
     assert not [n for n in out["ops"] if "WHILE" in n or n.startswith("custom")]
     assert {"GATHER", "SOFTMAX", "BATCH_MATMUL", "FULLY_CONNECTED"} <= set(out["ops"])
@@ -346,3 +358,12 @@ def test_quantized_step_converts_to_builtin_int8_and_matches_keras():
     assert out["y_diff"] < 12 * out["y_scale"], out
     assert out["y_diff_mean"] < 4 * out["y_scale"], out
     assert out["mean_diff"] < 3 * out["mean_scale"], out
+
+
+def test_int8_internals_bring_the_int8_step_closer_to_keras(converted):
+    """With the LayerNorm internals and raw scores trained (int8_internals), the int8 recursion
+    is nearer the Keras step. Measured here: mean error 2.48 -> 2.20 output LSB, worst 7 -> 8;
+    the rest is the int8 state fed back over 8 steps (`QuantLayerNorm`'s own test: 0.024 ->
+    0.0045 relative RMS for the LayerNorm alone)."""
+    legacy, faithful = converted[False], converted[True]
+    assert faithful["y_diff_mean"] / faithful["y_scale"] < legacy["y_diff_mean"] / legacy["y_scale"]

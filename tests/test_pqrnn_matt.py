@@ -1,6 +1,7 @@
 """Tests for prado_tiny.models.pqrnn_matt: config, shapes and input forms, step path = teacher
 forcing, causality, the loss, quantization, and a tiny model that learns demo parses and decodes
 them greedily and with (constrained) beam search."""
+import dataclasses
 import doctest
 import json
 import time
@@ -222,6 +223,34 @@ def test_quantized_forward_and_step(data):
     np.testing.assert_allclose(model(inputs).numpy(), q, atol=1e-6)
     # Codepoints in, the projection in the graph, quantized.
     assert model({"codepoints": codepoints, "decoder_inputs": ids}).shape == (3, 6, 20 + S)
+
+
+def test_int8_internals_layout_and_legacy_default(data):
+    """int8_internals adds trained ranges inside the LayerNorms and before the score scalings;
+    a config without it (a model.json written before the option) keeps the Keras LayerNorm and
+    restores the earlier checkpoint layout."""
+    codepoints, projection, mask = data
+    old = {k: v for k, v in dataclasses.asdict(config()).items() if k != "int8_internals"}
+    assert PQRNNMAttConfig.from_dict(old).int8_internals is False
+    ids = decoder_ids(9, 3, 6)
+    inputs = {"projection": projection, "token_mask": mask, "decoder_inputs": ids}
+    legacy = PQRNNMAtt(config())
+    legacy(inputs)
+    assert all(isinstance(b.norm1, keras.layers.LayerNormalization) for b in legacy.blocks)
+    assert legacy.raw_pointer_scores_quant is None
+    model = PQRNNMAtt(config(int8_internals=True))
+    for _ in range(3):
+        model(inputs, training=True)
+    assert all(type(b.norm1).__name__ == "QuantLayerNorm" for b in model.blocks)
+    assert float(model.raw_pointer_scores_quant.seen) == 1.0
+    assert all(float(b.raw_scores_quant.seen) == 1.0 for b in model.blocks)
+    # The LayerNorms keep gamma and beta: the same trainable weights as the legacy layout.
+    assert [w.shape for w in model.trainable_weights] == [w.shape for w in legacy.trainable_weights]
+    q_off = model(inputs).numpy()
+    set_quantize(model, True)
+    q_on = model(inputs).numpy()
+    assert np.isfinite(q_on).all() and not np.allclose(q_on, q_off, atol=1e-4)
+    assert all(s.quantize for b in model.blocks for s in b.norm1.stages.values())
 
 
 # -- learning demo parses ------------------------------------------------------------------------

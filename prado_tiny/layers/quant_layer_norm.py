@@ -5,11 +5,11 @@ training as in Jacob et al. (arXiv 1712.05877). TFLite has no int8 LAYER_NORM ke
 converter lowers `keras.layers.LayerNormalization` to MEAN, SQUARED_DIFFERENCE, MEAN, ADD (eps),
 RSQRT, MUL (gamma), MUL (x), MUL (mean), SUB (beta) and ADD, and requantizes each result to int8
 with a range calibrated after training. A Keras model that fake-quantizes only the output trains
-against a LayerNorm the device never runs: measured on a pQRNN-MAtt decoder step, those internal
-roundings left the normalized output 3-5% (relative RMS) away from the Keras one and were the
-largest source of the .tflite's drift. This layer computes the same decomposition with a
-`FakeQuant` on each of those tensors, so QAT sees the device's rounding and the converter takes
-the trained ranges instead of calibrated ones.
+against a LayerNorm the device never runs: in a trained pQRNN-MAtt decoder step (MTOP Thai, int8
+.tflite against Keras tensor by tensor) the two LayerNorms' outputs were 3-5% (relative RMS)
+from the Keras ones. This layer computes the same decomposition with a `FakeQuant` on each of
+those tensors, so QAT sees the device's rounding and the converter takes the trained ranges
+instead of calibrated ones: alone, 0.45% instead of 2.4% (`tests/test_quant_layer_norm.py`).
 """
 from __future__ import annotations
 
