@@ -1,7 +1,7 @@
 """prado-export: writes a fully int8, builtin-ops-only .tflite from a trained model folder.
 
 Usage: prado-export --model_dir=DIR --output=FILE.tflite [--calibration_examples=512]
-       [--parity_examples=N] [--data_dir=DIR] [--max_exact_match_drop=1.0]
+       [--parity_examples=N] [--data_dir=DIR] [--max_exact_match_drop=1.0] [--tensor_report=FILE.json]
 
 The .tflite carries its labels, text encoder (WordPiece vocabulary included) and settings as
 metadata: it is all an app needs (`prado_tiny.predictor.Predictor`). The flatbuffer is scanned
@@ -16,6 +16,12 @@ decoder; both carry the metadata (text encoder, output vocabulary, config, beam 
 `Predictor(FILE.tflite)` finds the decoder by itself. Keep the two files together. The parity
 report compares tree exact match of the same beam search over the Keras model and over the two
 .tflite files (a host beam search), and --max_exact_match_drop gates the tree exact-match drop.
+
+--tensor_report=FILE.json (debugging a .tflite that drifts from the Keras model) converts the
+model again, float and int8, and writes the quantization error of every int8 tensor against its
+float counterpart (`prado_tiny.export.tensor_report`; the one-step decoder of a pQRNN-MAtt),
+measured on the parity examples (the calibration ones with --parity_examples=-1); the 15 worst
+tensors are printed.
 """
 import json
 import sys
@@ -38,6 +44,10 @@ flags.DEFINE_float("max_exact_match_drop", 1.0, "Fail (exit status 1, the .tflit
                    "the parity report and this check).")
 flags.DEFINE_bool("keep_tensor_names", False, "Keep the names of internal tensors (debugging "
                   "in a model viewer; about 19 KB more). Input and output names are always kept.")
+flags.DEFINE_string("tensor_report", "", "When given, also write to this JSON file the int8 "
+                    "quantization error of every tensor (the one-step decoder of a pQRNN-MAtt) "
+                    "against a float conversion, and print the worst ones (debugging drift; "
+                    "converts the model again).")
 FLAGS = flags.FLAGS
 
 
@@ -114,6 +124,8 @@ def main(argv):
         p = dict(report["parity"])
         p.pop("exact_match_drop", None)
         print("prado-export: " + ParityReport(**p).summary())
+    if FLAGS.tensor_report:  # before the parity gate: a failed parity is when it is wanted
+        _write_tensor_report(FLAGS.tensor_report, FLAGS.model_dir, calibration, dev, seq2seq)
     if report.get("parity_ok") is False:
         hint = ("the model was trained without quantization-aware training: train it with "
                 "--qat_epochs=N (N >= 2) so the int8 model keeps its accuracy"
@@ -124,6 +136,22 @@ def main(argv):
               f"(> --max_exact_match_drop={FLAGS.max_exact_match_drop}); {hint}. "
               f"{FLAGS.output} is kept for inspection.", file=sys.stderr)
         sys.exit(1)
+
+
+def _write_tensor_report(path: str, model_dir: str, calibration, dev, seq2seq: bool) -> None:
+    """Writes `tensor_report`'s rows to `path` (JSON) and prints the 15 of largest error."""
+    import os
+
+    from prado_tiny.export.tensor_report import format_report, tensor_report
+    rows = tensor_report(model_dir, calibration, dev)
+    doc = {"model_dir": model_dir, "graph": "decoder step" if seq2seq else "model",
+           "measured_on": "parity examples" if dev else "calibration examples", "tensors": rows}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+    print(f"prado-export: int8 error of {len(rows)} tensors ({doc['graph']}, "
+          f"{doc['measured_on']}) written to {path}; the 15 largest (relative RMS against a float "
+          f"conversion, graph order):\n{format_report(rows, top=15)}")
 
 
 def run():

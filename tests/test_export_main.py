@@ -93,12 +93,15 @@ def test_predict_long_text_is_truncated(predictor):
 
 
 def test_parity_gate_fails_loudly_and_keeps_the_file(tiny_export, tmp_path):
+    """Also --tensor_report, written before the gate fails (when it is wanted; one export run
+    for both keeps the suite fast)."""
     model_dir, _, _ = tiny_export
     out = tmp_path / "gated.tflite"
+    tensors = tmp_path / "tensors.json"
     # No model gains 100 exact-match points by quantization: the gate must trip.
     r = subprocess.run([sys.executable, "-m", "prado_tiny.export_main", f"--model_dir={model_dir}",
                         f"--output={out}", "--calibration_examples=64", "--parity_examples=50",
-                        "--max_exact_match_drop=-100"],
+                        "--max_exact_match_drop=-100", f"--tensor_report={tensors}"],
                        capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 1, r.stdout + r.stderr[-2000:]
     assert "FAILED parity" in r.stderr and "--max_exact_match_drop=-100" in r.stderr, r.stderr[-2000:]
@@ -107,6 +110,13 @@ def test_parity_gate_fails_loudly_and_keeps_the_file(tiny_export, tmp_path):
     with open(str(out) + ".json", encoding="utf-8") as f:
         report = json.load(f)
     assert report["parity_ok"] is False and report["max_exact_match_drop"] == -100
+    with open(tensors, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["graph"] == "model" and doc["measured_on"] == "parity examples"
+    rows = doc["tensors"]
+    assert rows and all(t["scale"] > 0 and t["relative_rms"] >= 0 for t in rows)
+    assert len({t["name"] for t in rows}) == len(rows)
+    assert "rel. RMS" in r.stdout and f"written to {tensors}" in r.stdout, r.stdout[-2000:]
 
 
 def test_exported_model_is_lean(tiny_export):

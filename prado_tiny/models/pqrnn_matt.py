@@ -688,6 +688,29 @@ class _RecordingStepper(KerasStepper):
         return super().step(ids, state, cache)
 
 
+def record_step_samples(model: PQRNNMAtt, codepoints, max_samples: int, seed: int = 0) -> list:
+    """The one-step decoder's inputs along the Keras model's greedy decoding of `codepoints`
+    (`_RecordingStepper`), at most `max_samples` of them drawn at random (in decoding order).
+
+    Args:
+      model: a built `PQRNNMAtt`.
+      codepoints: int32 `[N, max_seq_len, max_chars]` (`TextEncoder.encode_tokens_batch`).
+      max_samples: most step samples returned.
+      seed: seed of the draw (the export's calibration uses 0).
+
+    Returns: dicts `{step_export_model input name: [1, ...] array}`.
+    """
+    from prado_tiny.seq2seq_decoding import greedy_search
+    recorder = _RecordingStepper(model)
+    greedy_search(recorder, {"codepoints": np.asarray(codepoints, np.int32)},
+                  model.config.max_target_len)
+    steps = recorder.samples
+    if len(steps) > max_samples:
+        rng = np.random.default_rng(seed)
+        steps = [steps[i] for i in sorted(rng.choice(len(steps), max_samples, replace=False))]
+    return steps
+
+
 def _convert(keras_model, samples) -> bytes:
     """int8 conversion with builtin ops only, named multi-input representative samples; the
     settings of `prado_tiny.export.tflite.convert` (per-tensor dense scales, folded exact casts),
@@ -724,17 +747,11 @@ def export_pqrnn_matt(model: PQRNNMAtt, calibration_codepoints, output_dir: Opti
     import os
 
     from prado_tiny.export.inspect import check_builtin_int8
-    from prado_tiny.seq2seq_decoding import greedy_search
     cp = np.asarray(calibration_codepoints, np.int32)
     if cp.ndim != 3 or cp.shape[1] != model.config.max_seq_len:
         raise ValueError(f"calibration codepoints must be [N, {model.config.max_seq_len}, chars], "
                          f"got {cp.shape}")
-    recorder = _RecordingStepper(model)
-    greedy_search(recorder, {"codepoints": cp}, model.config.max_target_len)
-    rng = np.random.default_rng(0)
-    steps = recorder.samples
-    if len(steps) > max_step_samples:
-        steps = [steps[i] for i in sorted(rng.choice(len(steps), max_step_samples, replace=False))]
+    steps = record_step_samples(model, cp, max_step_samples)
     encoder = _convert(encoder_export_model(model, cp.shape[2]),
                        [{"codepoints": cp[i:i + 1]} for i in range(len(cp))])
     decoder = _convert(step_export_model(model), steps)
