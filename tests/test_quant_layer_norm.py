@@ -130,3 +130,26 @@ def test_get_config_round_trip_and_errors():
     assert (again.epsilon, again.quantize, again.name) == (1e-3, True, "n")
     with pytest.raises(ValueError, match="epsilon"):
         QuantLayerNorm(epsilon=0.0)
+
+
+def test_a_constant_row_gives_beta_and_never_nan():
+    """Six-language pQRNN-MAtt QAT went NaN at its first quantized step: a row whose variance
+    rounds to int8 zero gave rsqrt(0) = inf and one inf range poisons all later ranges."""
+    norm = with_affine(QuantLayerNorm(quantize=True))
+    x = rand([4, 4, D], 11, scale=10.0)
+    x[0, 0] = 3.0  # constant: variance 0
+    x[1, 2] = 0.0  # all zero, as a masked row
+    x[2, 1] = np.linspace(0.0, 1e-3, D)  # variance far below one int8 step of the range
+    for _ in range(3):
+        y = norm(x, training=True).numpy()
+        assert np.all(np.isfinite(y))
+    assert all(np.isfinite(float(q.range_min)) and np.isfinite(float(q.range_max))
+               for q in norm.stages.values())
+    beta = norm(np.zeros([1, 1, D], np.float32)).numpy()[0, 0]  # what any constant row gives
+    for row in (y[0, 0], y[1, 2], y[2, 1]):
+        np.testing.assert_allclose(row, beta, atol=1e-6)
+    # The other rows are still normalized.
+    assert np.sqrt(np.mean(y[3] ** 2)) > 0.5
+    # The guard converts to builtin int8 ops and the .tflite agrees with Keras on such rows.
+    err = _tflite_error(norm, [x[i:i + 1] for i in range(4)] + batches(36))
+    assert err < 0.05

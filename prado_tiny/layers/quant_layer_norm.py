@@ -74,7 +74,13 @@ class QuantLayerNorm(QuantizeSwitch, keras.layers.Layer):
         mean = fq("mean", tf.reduce_mean(x, axis=-1, keepdims=True))
         sq = fq("squared_difference", tf.math.squared_difference(x, mean))
         var = fq("variance", tf.reduce_mean(sq, axis=-1, keepdims=True))
-        r = fq("rsqrt", tf.math.rsqrt(fq("variance_eps", var + self.epsilon)))
+        v = fq("variance_eps", var + self.epsilon)
+        # A row whose variance rounds to int8 zero (a constant or all-zero row, e.g. padding)
+        # would give rsqrt(0) = inf, and one inf range makes every later range NaN. Its
+        # normalized values are zero anyway: r = 0 there gives the float answer for a constant
+        # row (beta), and the converter keeps the guard as builtin int8 GREATER and SELECT_V2.
+        nonzero = v > 0.0
+        r = fq("rsqrt", tf.where(nonzero, tf.math.rsqrt(tf.where(nonzero, v, 1.0)), 0.0))
         scale = fq("scale", gamma * r)
         shift = fq("shift", beta - fq("scaled_mean", mean * scale))
         return fq("output", fq("scaled_input", x * scale) + shift)
