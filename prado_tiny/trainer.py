@@ -42,6 +42,10 @@ from prado_tiny.layers.fake_quant import set_quantize
 logger = logging.getLogger(__name__)
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; nothing was saved after the last good step."""
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Training hyper-parameters (`prado-train` flags of the same names).
@@ -300,6 +304,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
+    def _last_saved_step(self) -> str:
+        latest = self.manager.latest_checkpoint
+        return latest.rsplit("-", 1)[-1] if latest else "(none yet)"
+
     def _save(self) -> None:
         self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
 
@@ -379,6 +387,15 @@ class Trainer:
         t0, examples, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
         for s, (features, labels) in enumerate(ds, start=start):
             loss = float(self._train_step(features, labels))
+            if not math.isfinite(loss):
+                # Stop before any save: a NaN step has already written NaN into the weights, and
+                # a checkpoint or best weights taken now would replace the last good ones.
+                raise TrainingDiverged(
+                    f"the training loss is {loss} at step {s + 1} (epoch {epoch + 1}"
+                    f"{', QAT' if qat else ''}); stopped without saving: the checkpoint of step "
+                    f"{self._last_saved_step()} and the best weights in {self.best_dir} are the "
+                    "last good ones. Lower --learning_rate, or train with --qat_epochs=0 to see "
+                    "whether quantization causes it.")
             steps += 1
             loss_sum += loss
             examples += min(c.batch_size, len(self.train) - s * c.batch_size)

@@ -211,3 +211,15 @@ def test_missing_data_dir_fails_clearly(tmp_path):
     assert r.returncode != 0
     assert "/nonexistent: no such folder" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_diverging_run_stops_without_overwriting_good_weights(tmp_path):
+    """A NaN loss stops the run (exit 1, a message, no traceback) before any save: an epoch of NaN
+    weights once became the 'best' checkpoint of a QAT run."""
+    d = tmp_path / "m"
+    r = train(d, "--epochs=2", "--learning_rate=1e38", "--warmup_steps=0", "--checkpoint_secs=0")
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]
+    assert "the training loss is" in r.stderr and "stopped without saving" in r.stderr, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert not os.path.exists(d / "best" / "ckpt.index")  # no epoch finished: no best weights
+    assert not (d / "history.json").exists() or not history(d)["epochs"]
