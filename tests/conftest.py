@@ -84,7 +84,7 @@ TINY_MATT = ["--model=pqrnn_matt", "--dataset=demo", "--languages=en,th", "--max
              "--decoder_dim=48", "--num_heads=2", "--ff_dim=96", "--max_target_len=48",
              "--batch_size=32", "--epochs=5", "--qat_epochs=2", "--progress=false",
              "--learning_rate=0.005", "--warmup_steps=5", "--label_smoothing=0.05",
-             "--beam_width=3", "--checkpoint_secs=0", "--int8_internals"]
+             "--int8_internals", "--beam_width=3", "--checkpoint_secs=0"]
 PARITY_EXAMPLES = 40
 
 
@@ -105,14 +105,3 @@ def tiny_matt(tmp_path_factory):
     return dict(model_dir=model_dir, tflite=tflite, decoder=str(root / "export" / "parser.decoder.tflite"),
                 train_out=train_out, export_out=export_out)
 
-
-# The shared folders above, with the test command's `-n 2 --dist loadgroup` (pytest-xdist):
-# tests that use one stay on one worker, so it is trained once; every other test stays with
-# its module, so a module-scoped conversion is done once too.
-SHARED_FIXTURES = ("tiny_export", "tiny_matt", "tiny_bilstm_reference")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        shared = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
