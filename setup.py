@@ -27,7 +27,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["prado_tiny", "prado_tiny.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"]},
+    extras_require={"dev": ["pytest>=8", "hypothesis>=6.100"]},
     entry_points={
         "console_scripts": [
             "prado-data=prado_tiny.data_main:run",

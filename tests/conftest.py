@@ -105,14 +105,3 @@ def tiny_matt(tmp_path_factory):
     return dict(model_dir=model_dir, tflite=tflite, decoder=str(root / "export" / "parser.decoder.tflite"),
                 train_out=train_out, export_out=export_out)
 
-
-# The shared folders above, with the test command's `-n 2 --dist loadgroup` (pytest-xdist):
-# tests that use one stay on one worker, so it is trained once; every other test stays with
-# its module, so a module-scoped conversion is done once too.
-SHARED_FIXTURES = ("tiny_export", "tiny_matt", "tiny_bilstm_reference")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        shared = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
