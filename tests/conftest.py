@@ -104,4 +104,3 @@ def tiny_matt(tmp_path_factory):
                             "--max_exact_match_drop=15")
     return dict(model_dir=model_dir, tflite=tflite, decoder=str(root / "export" / "parser.decoder.tflite"),
                 train_out=train_out, export_out=export_out)
-
