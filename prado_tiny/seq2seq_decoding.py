@@ -286,8 +286,8 @@ class TFLiteStepper:
     `start(codepoints int32 [B, S, C])` runs the encoder once per utterance (the models have batch
     1) and keeps its int8 outputs as the cache; `step` runs the decoder once per row. Tensors
     pass between the models as int8 bytes; where an output's quantization differs from the input
-    it feeds, it is requantized on the host (for keys, values and the mean state QAT pins both
-    to one scale, so they pass unchanged).
+    it feeds, it is requantized on the host (for keys and the mean state QAT pins both
+    to one scale, so they pass unchanged; values are requantized, see BUILD.md).
     """
 
     def __init__(self, encoder, decoder, num_threads: int = 1):

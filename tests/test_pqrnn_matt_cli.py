@@ -118,6 +118,29 @@ def test_export_writes_two_builtin_int8_files_with_metadata(matt):
     assert f"parity on {PARITY_EXAMPLES} development examples" in out and "tree exact match" in out
 
 
+def test_the_host_passes_keys_and_state_between_the_pair_unchanged(matt):
+    """The encoder's int8 keys and the decoder's mean state go back in as they came out: QAT
+    pins each to one range on both sides, so the host never requantizes them. Values are the
+    exception: the converter keeps the first of two fake-quants in a row (the value
+    projection's own output range), the decoder input has `values_quant`'s, and the host
+    requantizes, which is the same double rounding the Keras model does."""
+    from prado_tiny.export.inspect import check_builtin_int8
+    from prado_tiny.seq2seq_decoding import TFLiteStepper
+    lite = TFLiteStepper(matt["tflite"], matt["decoder"])
+    enc_out, dec_in, dec_out = lite._enc_out, lite._dec_in, lite._dec_out
+    assert lite.layers == 2
+    q = lambda t: (float(t["quantization"][0]), int(t["quantization"][1]))  # noqa: E731
+    for name in ["keys_0", "keys_1", "pointer_keys"]:
+        (s1, z1), (s2, z2) = q(enc_out[name]), q(dec_in[name])
+        assert z1 == z2 and s1 == pytest.approx(s2, rel=1e-6), (name, s1, z1, s2, z2)
+    for i in range(2):
+        (s1, z1), (s2, z2) = q(dec_in[f"mean_{i}"]), q(dec_out[f"new_mean_{i}"])
+        assert z1 == z2 and s1 == pytest.approx(s2, rel=1e-6), (i, s1, z1, s2, z2)
+    assert dec_in["count"]["dtype"] == np.int32 and dec_in["mask"]["dtype"] == np.int8
+    ops = set(check_builtin_int8(matt["tflite"]).op_counts) | set(check_builtin_int8(matt["decoder"]).op_counts)
+    assert {"GATHER", "SOFTMAX", "BATCH_MATMUL", "FULLY_CONNECTED"} <= ops, ops
+
+
 # -- prado-eval --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,9 @@ class MergedAttentionDecoderBlock(QuantizeSwitch, keras.layers.Layer):
         score is exactly 0 - `mask_penalty` whatever the encoder wrote there. Both end in a
         fake-quant range of their own (`keys_quant`, `values_quant`) that `step` applies to its
         inputs too: an int8 encoder .tflite and an int8 one-step decoder .tflite then share the
-        scale of these tensors and the host passes the int8 bytes through unchanged.
+        scale of the keys. (For values the converter keeps the value projection's own output
+        range, the first of two fake-quants in a row; the host requantizes them to
+        `values_quant`'s, the same double rounding as here.)
         """
         keys = self.key(encoder_out, training=training)
         if encoder_mask is not None:
