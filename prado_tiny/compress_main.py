@@ -11,6 +11,7 @@ without retraining. --compressed adds task-aware models (`prado-train --model=bi
 size axis. Prints a table (compression of the table against float32, scores, relative
 degradation of --metric) and writes PREFIX.json, PREFIX.md and PREFIX.png.
 """
+import json
 import os
 import time
 
@@ -36,6 +37,16 @@ def main(argv):
     for path in [FLAGS.reference, *FLAGS.compressed, *FLAGS.compare]:
         if not os.path.isdir(path):
             raise app.UsageError(f"{path}: no such model folder")
+    # The folder kinds from model.json before TensorFlow loads: a wrong --compressed must not
+    # wait for the reference's whole offline sweep.
+    kind = _embedding_kind(FLAGS.reference)
+    if kind != "table":
+        raise app.UsageError(f"{FLAGS.reference}: the reference must be an embedding-table model "
+                             f"(prado-train --model=bilstm), not {kind}")
+    for path in FLAGS.compressed:
+        if _embedding_kind(path) != "codes":
+            raise app.UsageError(f"{path}: not a compressed-embedding model "
+                                 f"(prado-train --model=bilstm --embedding=codes)")
     from prado_tiny.bench.machine import describe_machine
     from prado_tiny.compress import report
     from prado_tiny.data.example import DataError
@@ -64,6 +75,22 @@ def main(argv):
     print(report.table(rows, FLAGS.metric))
     print(report.comparison_table(report.compare_at_size(rows, FLAGS.metric), FLAGS.metric))
     print(f"prado-compress: written {', '.join(paths.values())}")
+
+
+def _embedding_kind(model_dir: str) -> str:
+    """"table" or "codes" for a BiLSTM folder, else a description (from model.json only)."""
+    path = os.path.join(model_dir, "model.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except FileNotFoundError:
+        raise app.UsageError(f"{model_dir}: not a prado-train model folder (no model.json)") from None
+    except (OSError, ValueError) as e:
+        raise app.UsageError(f"{path}: cannot read the model spec: {e}") from None
+    model_type = spec.get("model_type")
+    if model_type != "bilstm":
+        return f"{model_type} (no embedding table)"
+    return (spec.get("config") or {}).get("embedding", "table")
 
 
 def run():

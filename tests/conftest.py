@@ -77,6 +77,18 @@ def tiny_bilstm_reference(tmp_path_factory):
     return ref
 
 
+@pytest.fixture(scope="session")
+def tiny_bilstm_codes(tmp_path_factory, tiny_bilstm_reference):
+    """-> (model folder, prado-train output) of task-aware codes (M=4, K=16) started from the
+    reference (prado-train --init_from), 4 more epochs; shared by test_compress_main and
+    test_bilstm's export of a compressed embedding."""
+    codes = str(tmp_path_factory.mktemp("bilstm_codes") / "codes")
+    out = run_module("prado_tiny.train_main", f"--model_dir={codes}", *TINY_BILSTM_FLAGS,
+                     "--epochs=4", "--embedding=codes", "--num_codebooks=4", "--codebook_size=16",
+                     f"--init_from={tiny_bilstm_reference}")
+    return codes, out
+
+
 # A tiny model that still learns (about 50% dev tree exact match on en + th after 5 epochs,
 # about 45 s on 2 cores); QAT for the last 2 epochs so that the int8 pair keeps its accuracy.
 TINY_MATT = ["--model=pqrnn_matt", "--dataset=demo", "--languages=en,th", "--max_seq_len=32",

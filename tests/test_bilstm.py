@@ -73,18 +73,18 @@ TINY = ["--model=bilstm", "--dataset=demo", "--languages=en,de", "--wordpiece_vo
 
 
 
-def test_cli_train_export_predict(tmp_path):
-    model_dir = str(tmp_path / "m")
-    out = run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY)
+def test_cli_train_export_predict(tmp_path, tiny_bilstm_reference):
+    """conftest's tiny BiLSTM (prado-train --model=bilstm, 12 demo epochs, QAT in the last)."""
+    model_dir = tiny_bilstm_reference
     spec = json.load(open(os.path.join(model_dir, "model.json"), encoding="utf-8"))
     assert spec["model_type"] == "bilstm" and spec["input"] == "piece_ids"
     assert spec["config"]["vocab_size"] > 100  # the learned WordPiece vocabulary + 2
-    done = json.loads(out.split("prado-train: done ", 1)[1].splitlines()[0])
-    assert done["dev_intent_accuracy"] > 0.8, done
-    tflite = os.path.join(model_dir, "m.tflite")
+    best = json.load(open(os.path.join(model_dir, "history.json"), encoding="utf-8"))["best_epoch"]
+    assert best["dev_intent_accuracy"] > 0.8 and best["qat"] is True, best
+    tflite = str(tmp_path / "m.tflite")
     out = run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
               "--calibration_examples=64", "--parity_examples=200",
-              # 200 examples of a 4-epoch model: one flipped example is 0.5 points.
+              # 200 examples of a tiny model: one flipped example is 0.5 points.
               "--max_exact_match_drop=3")
     assert "int8 builtin ops only: yes" in out
     report = check_builtin_int8(tflite)
@@ -116,13 +116,12 @@ def test_codes_embedding_config_and_model():
     assert int(model.embedding.frozen.numpy()) == 1
 
 
-def test_cli_compressed_embedding_trains_exports_and_is_smaller(tmp_path):
-    model_dir = str(tmp_path / "c")
-    run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY, "--embedding=codes",
-               "--num_codebooks=4", "--codebook_size=16")
+def test_cli_compressed_embedding_trains_exports_and_is_smaller(tmp_path, tiny_bilstm_codes):
+    """conftest's task-aware codes (prado-train --embedding=codes --init_from=the reference)."""
+    model_dir = tiny_bilstm_codes[0]
     spec = json.load(open(os.path.join(model_dir, "model.json"), encoding="utf-8"))
     assert spec["config"]["embedding"] == "codes" and spec["config"]["num_codebooks"] == 4
-    tflite = os.path.join(model_dir, "c.tflite")
+    tflite = str(tmp_path / "c.tflite")
     run_module("prado_tiny.export_main", f"--model_dir={model_dir}", f"--output={tflite}",
                "--calibration_examples=32", "--parity_examples=200", "--max_exact_match_drop=3")
     report = check_builtin_int8(tflite)

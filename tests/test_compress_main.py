@@ -5,18 +5,13 @@ import os
 
 import pytest
 
-from conftest import TINY_BILSTM_FLAGS, run_module
+from conftest import run_module
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_bilstm_reference):
-    root = tmp_path_factory.mktemp("compress")
-    ref, codes = tiny_bilstm_reference, str(root / "codes")
-    # Task-aware codes started from the reference (prado-train --init_from), 4 more epochs.
-    run_module("prado_tiny.train_main", f"--model_dir={codes}", *TINY_BILSTM_FLAGS, "--epochs=4",
-               "--embedding=codes", "--num_codebooks=4", "--codebook_size=16",
-               f"--init_from={ref}")
-    return root, ref, codes
+def models(tmp_path_factory, tiny_bilstm_reference, tiny_bilstm_codes):
+    """The reference and conftest's task-aware codes started from it (M=4, K=16)."""
+    return tmp_path_factory.mktemp("compress"), tiny_bilstm_reference, tiny_bilstm_codes[0]
 
 
 def test_report_rows_table_and_plot(models):
@@ -57,6 +52,8 @@ def test_report_rows_table_and_plot(models):
 
 
 def test_errors(models):
+    """Each from model.json alone, before TensorFlow loads (a wrong --compressed used to wait
+    for the reference's whole offline sweep)."""
     root, ref, codes = models
     out = run_module("prado_tiny.compress_main", f"--reference={codes}", "--dataset=demo",
                      "--split=dev", f"--out={root / 'x'}", ok=False)
@@ -67,3 +64,5 @@ def test_errors(models):
     out = run_module("prado_tiny.compress_main", f"--reference={root / 'nope'}", "--dataset=demo",
                      ok=False)
     assert "no such model folder" in out
+    out = run_module("prado_tiny.compress_main", f"--reference={root}", "--dataset=demo", ok=False)
+    assert "not a prado-train model folder (no model.json)" in out
