@@ -189,150 +189,153 @@ from prado_tiny.layers.merged_attention import MergedAttentionDecoderBlock
 from prado_tiny.export.inspect import check_builtin_int8
 from ai_edge_litert.interpreter import Interpreter
 
-import sys
-H, E, S, T, N = 8, 6, 7, 8, 48
-rng = np.random.default_rng(0)
-block = MergedAttentionDecoderBlock(num_heads=2, ff_dim=12, quantize=True,
-                                    int8_internals=sys.argv[1] == "1")
-mask = (np.arange(S)[None, :] < rng.integers(2, S + 1, (N, 1))).astype(np.float32)[..., None]
-enc = np.clip(rng.normal(0, 1, (N, S, E)), -3, 3).astype(np.float32) * mask
-x = np.clip(rng.normal(0, 1, (N, T, H)), -3, 3).astype(np.float32)
-block(x[:2], enc[:2], mask[:2])
-for w in block.trainable_weights:
-    w.assign(rng.normal(0, 0.4, w.shape).astype(np.float32) + (1.0 if "gamma" in w.name else 0.0))
-# The decoder input's own range: in a model the embedding or the previous block pins it.
-x_quant = FakeQuant(quantize=True)
-for _ in range(20):  # moving-average ranges, as QAT leaves them
-    block(x_quant(x, training=True), enc, mask, training=True)
+
+def run(flag):
+    H, E, S, T, N = 8, 6, 7, 8, 48
+    rng = np.random.default_rng(0)
+    block = MergedAttentionDecoderBlock(num_heads=2, ff_dim=12, quantize=True,
+                                        int8_internals=flag)
+    mask = (np.arange(S)[None, :] < rng.integers(2, S + 1, (N, 1))).astype(np.float32)[..., None]
+    enc = np.clip(rng.normal(0, 1, (N, S, E)), -3, 3).astype(np.float32) * mask
+    x = np.clip(rng.normal(0, 1, (N, T, H)), -3, 3).astype(np.float32)
+    block(x[:2], enc[:2], mask[:2])
+    for w in block.trainable_weights:
+        w.assign(rng.normal(0, 0.4, w.shape).astype(np.float32) + (1.0 if "gamma" in w.name else 0.0))
+    # The decoder input's own range: in a model the embedding or the previous block pins it.
+    x_quant = FakeQuant(quantize=True)
+    for _ in range(20):  # moving-average ranges, as QAT leaves them
+        block(x_quant(x, training=True), enc, mask, training=True)
 
 
-def convert(model, samples):
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: iter(samples)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    return conv.convert()
+    def convert(model, samples):
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: iter(samples)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+        return conv.convert()
 
 
-class Step(keras.layers.Layer):
-    def __init__(self, block, x_quant, **kw):
-        super().__init__(**kw)
-        self.block, self.x_quant = block, x_quant
+    class Step(keras.layers.Layer):
+        def __init__(self, block, x_quant, **kw):
+            super().__init__(**kw)
+            self.block, self.x_quant = block, x_quant
 
-    def call(self, inputs):
-        state = (inputs["mean"], inputs["count"])
-        y, (mean, count) = self.block.step(self.x_quant(inputs["x_t"]), state, inputs["keys"],
-                                           inputs["values"], inputs["mask"])
-        return {"y": y, "new_mean": mean, "new_count": count}
-
-
-class KV(keras.layers.Layer):
-    def __init__(self, block, **kw):
-        super().__init__(**kw)
-        self.block = block
-
-    def call(self, inputs):
-        keys, values = self.block.encoder_kv(inputs["encoder_out"], inputs["encoder_mask"])
-        return {"keys": keys, "values": values}
+        def call(self, inputs):
+            state = (inputs["mean"], inputs["count"])
+            y, (mean, count) = self.block.step(self.x_quant(inputs["x_t"]), state, inputs["keys"],
+                                               inputs["values"], inputs["mask"])
+            return {"y": y, "new_mean": mean, "new_count": count}
 
 
-specs = dict(x_t=((1, H), "float32"), mean=((1, H), "float32"), count=((1, 1), "int32"),
-             keys=((S, H), "float32"), values=((S, H), "float32"), mask=((S, 1), "float32"))
-ins = {n: keras.Input(s, batch_size=1, dtype=d, name=n) for n, (s, d) in specs.items()}
-# Identity layers name the signature outputs (y, new_mean, new_count; keys, values).
-named = lambda outs: {n: keras.layers.Activation("linear", name=n)(t) for n, t in outs.items()}
-step_model = keras.Model(ins, named(Step(block, x_quant)(ins)))
-kv_ins = {"encoder_out": keras.Input((S, E), batch_size=1, name="encoder_out"),
-          "encoder_mask": keras.Input((S, 1), batch_size=1, name="encoder_mask")}
-kv_model = keras.Model(kv_ins, named(KV(block)(kv_ins)))
+    class KV(keras.layers.Layer):
+        def __init__(self, block, **kw):
+            super().__init__(**kw)
+            self.block = block
 
-# The Keras step recursion per example: representative inputs and reference outputs. The
-# ranges above come from all N examples (QAT); the converter calibrates on the first C only, so
-# a tensor whose scale is not pinned by a fake-quant range gets another scale than QAT's.
-keys, values = [a.numpy() for a in block.encoder_kv(enc, mask)]
-feeds, refs = [], []
-for i in range(N):
-    state = block.initial_state(1)
-    for t in range(T):
-        feed = dict(x_t=x_quant(x[i:i + 1, t:t + 1]).numpy(), mean=state[0].numpy(),
-                    count=state[1].numpy(), keys=keys[i:i + 1], values=values[i:i + 1],
-                    mask=mask[i:i + 1])
-        y, state = block.step(feed["x_t"], (feed["mean"], feed["count"]), feed["keys"],
-                              feed["values"], feed["mask"])
-        feeds.append(feed)
-        refs.append((y.numpy(), state[0].numpy()))
-C = 24
-step_data = convert(step_model, feeds[:C * T])
-kv_data = convert(kv_model, [dict(encoder_out=enc[i:i + 1], encoder_mask=mask[i:i + 1])
-                             for i in range(C)])
-reports = {n: check_builtin_int8(d) for n, d in (("step", step_data), ("kv", kv_data))}
-
-step_it, kv_it = Interpreter(model_content=step_data), Interpreter(model_content=kv_data)
-run, run_kv = step_it.get_signature_runner(), kv_it.get_signature_runner()
-ind, outd = run.get_input_details(), run.get_output_details()
-kv_in, kv_out = run_kv.get_input_details(), run_kv.get_output_details()
-qp = lambda d: [float(d["quantization"][0]), int(d["quantization"][1])]
+        def call(self, inputs):
+            keys, values = self.block.encoder_kv(inputs["encoder_out"], inputs["encoder_mask"])
+            return {"keys": keys, "values": values}
 
 
-def q(d, a):
-    if d["dtype"] == np.int32:
-        return a.astype(np.int32)
-    s, z = d["quantization"]
-    return np.clip(np.round(a / s + z), -128, 127).astype(np.int8)
+    specs = dict(x_t=((1, H), "float32"), mean=((1, H), "float32"), count=((1, 1), "int32"),
+                 keys=((S, H), "float32"), values=((S, H), "float32"), mask=((S, 1), "float32"))
+    ins = {n: keras.Input(s, batch_size=1, dtype=d, name=n) for n, (s, d) in specs.items()}
+    # Identity layers name the signature outputs (y, new_mean, new_count; keys, values).
+    named = lambda outs: {n: keras.layers.Activation("linear", name=n)(t) for n, t in outs.items()}
+    step_model = keras.Model(ins, named(Step(block, x_quant)(ins)))
+    kv_ins = {"encoder_out": keras.Input((S, E), batch_size=1, name="encoder_out"),
+              "encoder_mask": keras.Input((S, 1), batch_size=1, name="encoder_mask")}
+    kv_model = keras.Model(kv_ins, named(KV(block)(kv_ins)))
+
+    # The Keras step recursion per example: representative inputs and reference outputs. The
+    # ranges above come from all N examples (QAT); the converter calibrates on the first C only, so
+    # a tensor whose scale is not pinned by a fake-quant range gets another scale than QAT's.
+    keys, values = [a.numpy() for a in block.encoder_kv(enc, mask)]
+    feeds, refs = [], []
+    for i in range(N):
+        state = block.initial_state(1)
+        for t in range(T):
+            feed = dict(x_t=x_quant(x[i:i + 1, t:t + 1]).numpy(), mean=state[0].numpy(),
+                        count=state[1].numpy(), keys=keys[i:i + 1], values=values[i:i + 1],
+                        mask=mask[i:i + 1])
+            y, state = block.step(feed["x_t"], (feed["mean"], feed["count"]), feed["keys"],
+                                  feed["values"], feed["mask"])
+            feeds.append(feed)
+            refs.append((y.numpy(), state[0].numpy()))
+    C = 24
+    step_data = convert(step_model, feeds[:C * T])
+    kv_data = convert(kv_model, [dict(encoder_out=enc[i:i + 1], encoder_mask=mask[i:i + 1])
+                                 for i in range(C)])
+    reports = {n: check_builtin_int8(d) for n, d in (("step", step_data), ("kv", kv_data))}
+
+    step_it, kv_it = Interpreter(model_content=step_data), Interpreter(model_content=kv_data)
+    run, run_kv = step_it.get_signature_runner(), kv_it.get_signature_runner()
+    ind, outd = run.get_input_details(), run.get_output_details()
+    kv_in, kv_out = run_kv.get_input_details(), run_kv.get_output_details()
+    qp = lambda d: [float(d["quantization"][0]), int(d["quantization"][1])]
 
 
-def dq(d, a):
-    s, z = d["quantization"]
-    return (a.astype(np.float32) - z) * s
+    def q(d, a):
+        if d["dtype"] == np.int32:
+            return a.astype(np.int32)
+        s, z = d["quantization"]
+        return np.clip(np.round(a / s + z), -128, 127).astype(np.int8)
 
 
-# The host loop of a real decoder: the encoder .tflite's int8 keys/values and the decoder's own
-# int8 state outputs are fed back as they are.
-y_diff, mean_diff = [], []
-for i in range(N - 16, N):  # examples the converter did not calibrate on
-    kv = run_kv(encoder_out=q(kv_in["encoder_out"], enc[i:i + 1]),
-                encoder_mask=q(kv_in["encoder_mask"], mask[i:i + 1]))
-    mean_q, count_q = None, None
-    for t in range(T):
-        feed = feeds[i * T + t]
-        args = {n: q(ind[n], a) for n, a in feed.items()}
-        args["keys"], args["values"] = kv["keys"], kv["values"]
-        if t:
-            args["mean"], args["count"] = mean_q, count_q
-        out = run(**args)
-        mean_q, count_q = out["new_mean"], out["new_count"]
-        assert int(count_q.ravel()[0]) == t + 1
-        y_ref, mean_ref = refs[i * T + t]
-        y_diff.append(float(np.abs(dq(outd["y"], out["y"]) - y_ref).max()))
-        mean_diff.append(float(np.abs(dq(outd["new_mean"], mean_q) - mean_ref).max()))
-print(json.dumps({
-    "ok": {n: r.ok for n, r in reports.items()},
-    "violations": [str(v) for r in reports.values() for v in r.violations],
-    "ops": sorted(reports["step"].op_counts), "kv_ops": sorted(reports["kv"].op_counts),
-    "keys": [qp(kv_out["keys"]), qp(ind["keys"])],
-    "values": [qp(kv_out["values"]), qp(ind["values"])],
-    "mean": [qp(ind["mean"]), qp(outd["new_mean"])], "count_dtype": str(ind["count"]["dtype"]),
-    "y_scale": qp(outd["y"])[0], "mean_scale": qp(outd["new_mean"])[0],
-    "y_diff": max(y_diff), "y_diff_mean": float(np.mean(y_diff)), "mean_diff": max(mean_diff),
-    "y_range": float(np.abs(np.concatenate([r[0] for r in refs])).max()),
-    "bytes": len(step_data)}))
+    def dq(d, a):
+        s, z = d["quantization"]
+        return (a.astype(np.float32) - z) * s
+
+
+    # The host loop of a real decoder: the encoder .tflite's int8 keys/values and the decoder's own
+    # int8 state outputs are fed back as they are.
+    y_diff, mean_diff = [], []
+    for i in range(N - 16, N):  # examples the converter did not calibrate on
+        kv = run_kv(encoder_out=q(kv_in["encoder_out"], enc[i:i + 1]),
+                    encoder_mask=q(kv_in["encoder_mask"], mask[i:i + 1]))
+        mean_q, count_q = None, None
+        for t in range(T):
+            feed = feeds[i * T + t]
+            args = {n: q(ind[n], a) for n, a in feed.items()}
+            args["keys"], args["values"] = kv["keys"], kv["values"]
+            if t:
+                args["mean"], args["count"] = mean_q, count_q
+            out = run(**args)
+            mean_q, count_q = out["new_mean"], out["new_count"]
+            assert int(count_q.ravel()[0]) == t + 1
+            y_ref, mean_ref = refs[i * T + t]
+            y_diff.append(float(np.abs(dq(outd["y"], out["y"]) - y_ref).max()))
+            mean_diff.append(float(np.abs(dq(outd["new_mean"], mean_q) - mean_ref).max()))
+    return ({
+        "ok": {n: r.ok for n, r in reports.items()},
+        "violations": [str(v) for r in reports.values() for v in r.violations],
+        "ops": sorted(reports["step"].op_counts), "kv_ops": sorted(reports["kv"].op_counts),
+        "keys": [qp(kv_out["keys"]), qp(ind["keys"])],
+        "values": [qp(kv_out["values"]), qp(ind["values"])],
+        "mean": [qp(ind["mean"]), qp(outd["new_mean"])], "count_dtype": str(ind["count"]["dtype"]),
+        "y_scale": qp(outd["y"])[0], "mean_scale": qp(outd["new_mean"])[0],
+        "y_diff": max(y_diff), "y_diff_mean": float(np.mean(y_diff)), "mean_diff": max(mean_diff),
+        "y_range": float(np.abs(np.concatenate([r[0] for r in refs])).max()),
+        "bytes": len(step_data)})
+
+
+# Both settings in one process: one TensorFlow start-up instead of two.
+print(json.dumps({str(int(f)): run(f) for f in (False, True)}))
 """
-
-
-def convert_and_compare(int8_internals):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, "-c", CONVERT, str(int(int8_internals))],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def converted():
-    return {flag: convert_and_compare(flag) for flag in (False, True)}
+    """-> {int8_internals: the CONVERT script's figures} for both settings."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+    r = subprocess.run([sys.executable, "-c", CONVERT], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {flag: out[str(int(flag))] for flag in (False, True)}
 
 
 @pytest.mark.parametrize("int8_internals", [False, True])
