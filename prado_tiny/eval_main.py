@@ -2,7 +2,7 @@
 
 Usage: prado-eval --model=FILE.tflite|DIR --dataset=NAME --data_dir=DIR --split=SPLIT
        [--languages=...] [--predictions_out=FILE] [--metrics_out=FILE.json]
-       [--teacher_out=FILE]
+       [--teacher_out=FILE] [--max_examples=N]
 
 Prints intent accuracy, slot P/R/F1 and exact match per language, overall (micro) and averaged
 over languages. --predictions_out writes one JSON line per example, in the order of the input
@@ -32,6 +32,8 @@ flags.DEFINE_string("predictions_out", None, "Write one JSON line per example, i
 flags.DEFINE_string("metrics_out", None, "Write the metrics as JSON.")
 flags.DEFINE_string("teacher_out", None, "Write the model's intent and slot logits per example "
                     "as a teacher file for `prado-train --teacher` (use --split=train).")
+flags.DEFINE_integer("max_examples", 0, "Score only the first N examples of each language, in "
+                     "file order (0 = all): a quick or re-runnable partial figure.")
 flags.DEFINE_integer("beam_width", 0, "Seq2seq models: beam width (0 = the model's default).")
 flags.DEFINE_float("length_penalty_alpha", -1.0, "Seq2seq models: alpha of the GNMT length "
                    "penalty (negative = the model's default).")
@@ -48,6 +50,17 @@ def _seq2seq_keras(model, spec, vocab, encoder, examples):
     width = FLAGS.beam_width or d["beam_width"]
     alpha = d["length_penalty_alpha"] if FLAGS.length_penalty_alpha < 0 else FLAGS.length_penalty_alpha
     return keras_decode(model, md.featurize(examples, spec, encoder, vocab), vocab, width, alpha), width, alpha
+
+
+def first_per_language(examples, n):
+    """The first `n` examples of each language, in their input order."""
+    seen = {}
+    kept = []
+    for ex in examples:
+        seen[ex.language] = seen.get(ex.language, 0) + 1
+        if seen[ex.language] <= n:
+            kept.append(ex)
+    return kept
 
 
 def main(argv):
@@ -69,6 +82,10 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     if not examples:
         raise app.UsageError(f"no examples in {FLAGS.dataset} split {FLAGS.split!r}")
+    if FLAGS.max_examples < 0:
+        raise app.UsageError(f"--max_examples={FLAGS.max_examples}: must be 0 (all) or positive")
+    if FLAGS.max_examples:
+        examples = first_per_language(examples, FLAGS.max_examples)
     t0 = time.time()
     seq2seq, files = False, [FLAGS.model]
     if os.path.isdir(FLAGS.model):
@@ -114,8 +131,9 @@ def main(argv):
     else:
         preds = predictions(examples, li, ls, vocab, intent_mode)
         result = score(examples, preds, vocab)
+    part = f" (the first {FLAGS.max_examples} of each language)" if FLAGS.max_examples else ""
     print(f"prado-eval: {FLAGS.model} ({kind}) on {FLAGS.dataset} {FLAGS.split}: "
-          f"{len(examples)} examples in {seconds:.1f} s")
+          f"{len(examples)} examples{part} in {seconds:.1f} s")
     print(format_table(result))
     if seq2seq:
         avg = result["average"]
@@ -134,7 +152,8 @@ def main(argv):
         print(f"prado-eval: teacher outputs of {n} examples written to {FLAGS.teacher_out}")
     if FLAGS.metrics_out:
         doc = {"model": FLAGS.model, "dataset": FLAGS.dataset, "split": FLAGS.split,
-               "languages": FLAGS.languages, "examples": len(examples), "result": result}
+               "languages": FLAGS.languages, "examples": len(examples),
+               "max_examples_per_language": FLAGS.max_examples or None, "result": result}
         if seq2seq:
             doc["decoding"] = {"beam_width": width, "length_penalty_alpha": alpha, "constrain": True}
         if not os.path.isdir(FLAGS.model):

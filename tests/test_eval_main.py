@@ -92,3 +92,29 @@ def test_missing_model_fails_clearly(tmp_path):
     assert r.returncode != 0
     assert "/nonexistent: not found" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
+
+
+def test_max_examples_scores_the_first_of_each_language(tiny_export, dev_examples, tmp_path):
+    tflite = tiny_export[1]
+    preds, metrics = tmp_path / "p.jsonl", tmp_path / "m.json"
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.eval_main", f"--model={tflite}",
+                        "--dataset=demo", "--split=dev", "--languages=en,th", "--max_examples=7",
+                        f"--predictions_out={preds}", f"--metrics_out={metrics}"],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "14 examples (the first 7 of each language)" in r.stdout
+    # The first 7 of each language, kept in input order (not grouped by language).
+    seen, want = {"en": 0, "th": 0}, []
+    for e in dev_examples:
+        seen[e.language] += 1
+        if seen[e.language] <= 7:
+            want.append(e)
+    assert len(want) == 14
+    lines = [json.loads(x) for x in preds.read_text(encoding="utf-8").splitlines()]
+    assert [x["utterance"] for x in lines] == [e.utterance for e in want]
+    doc = json.loads(metrics.read_text(encoding="utf-8"))
+    assert doc["examples"] == 14 and doc["max_examples_per_language"] == 7
+    r = subprocess.run([sys.executable, "-m", "prado_tiny.eval_main", f"--model={tflite}",
+                        "--dataset=demo", "--max_examples=-1"],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode != 0 and "--max_examples=-1: must be 0 (all) or positive" in r.stderr
