@@ -97,8 +97,9 @@ def main(argv):
     else:
         export_fn = export
     try:
+        converted = {}  # the converter's named int8 bytes: the tensor report measures them
         report = export_fn(FLAGS.model_dir, FLAGS.output, calibration, dev,
-                           keep_tensor_names=FLAGS.keep_tensor_names)
+                           keep_tensor_names=FLAGS.keep_tensor_names, converted=converted)
     except md.ModelDirError as e:
         raise app.UsageError(str(e)) from None
     drop = report.get("parity", {}).get("exact_match_drop")
@@ -125,7 +126,8 @@ def main(argv):
         p.pop("exact_match_drop", None)
         print("prado-export: " + ParityReport(**p).summary())
     if FLAGS.tensor_report:  # before the parity gate: a failed parity is when it is wanted
-        _write_tensor_report(FLAGS.tensor_report, FLAGS.model_dir, calibration, dev, seq2seq)
+        _write_tensor_report(FLAGS.tensor_report, FLAGS.model_dir, calibration, dev, seq2seq,
+                             converted["decoder" if seq2seq else "model"])
     if report.get("parity_ok") is False:
         hint = ("the model was trained without quantization-aware training: train it with "
                 "--qat_epochs=N (N >= 2) so the int8 model keeps its accuracy"
@@ -138,12 +140,14 @@ def main(argv):
         sys.exit(1)
 
 
-def _write_tensor_report(path: str, model_dir: str, calibration, dev, seq2seq: bool) -> None:
-    """Writes `tensor_report`'s rows to `path` (JSON) and prints the 15 of largest error."""
+def _write_tensor_report(path: str, model_dir: str, calibration, dev, seq2seq: bool,
+                         int8_model: bytes) -> None:
+    """Writes `tensor_report`'s rows of the exported `int8_model` to `path` (JSON) and prints
+    the 15 of largest error."""
     import os
 
     from prado_tiny.export.tensor_report import format_report, tensor_report
-    rows = tensor_report(model_dir, calibration, dev)
+    rows = tensor_report(model_dir, calibration, dev, int8_model=int8_model)
     doc = {"model_dir": model_dir, "graph": "decoder step" if seq2seq else "model",
            "measured_on": "parity examples" if dev else "calibration examples", "tensors": rows}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

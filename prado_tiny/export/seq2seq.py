@@ -121,10 +121,13 @@ def _write(path: str, data: bytes) -> None:
 
 def export(model_dir: str, output: str, calibration: Sequence[Example],
            dev: Optional[Sequence[Example]] = None, keep_tensor_names: bool = False,
-           max_step_samples: int = 2048) -> Dict[str, Any]:
+           max_step_samples: int = 2048, converted: Optional[Dict[str, bytes]] = None
+           ) -> Dict[str, Any]:
     """Exports the pQRNN-MAtt of `model_dir` to `output` (encoder) and `decoder_path(output)`;
     returns the report (sizes, ops, parity). Raises `NotBuiltinInt8Error` when a file is not
-    builtin-only integer."""
+    builtin-only integer. `converted`: a dict that receives the converter's outputs before the
+    metadata is embedded (`"encoder"`, `"decoder"`: int8 bytes with every tensor name), for
+    `tensor_report` without a second conversion."""
     from prado_tiny.export.inspect import check_builtin_int8
     from prado_tiny.export.metadata import embed_metadata
     from prado_tiny.models import model_dir as md
@@ -140,6 +143,8 @@ def export(model_dir: str, output: str, calibration: Sequence[Example],
         raise ValueError("no calibration examples")
     cp = encoder.encode_tokens_batch([list(ex.tokens) for ex in calibration])
     out = export_pqrnn_matt(model, cp, max_step_samples=max_step_samples)
+    if converted is not None:
+        converted.update(encoder=out["encoder"], decoder=out["decoder"])
     dec_output = decoder_path(output)
     pair_id = hashlib.sha256(out["encoder"] + out["decoder"]).hexdigest()[:16]
     names = dict(encoder_file=os.path.basename(output), decoder_file=os.path.basename(dec_output),

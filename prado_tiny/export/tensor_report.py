@@ -186,10 +186,12 @@ def _float_convert(keras_model) -> bytes:
 
 
 def tensor_report(model_dir: str, calibration: Sequence, dev: Optional[Sequence] = None,
-                  max_samples: Optional[int] = None) -> List[Dict[str, Any]]:
+                  max_samples: Optional[int] = None, int8_model: Optional[bytes] = None
+                  ) -> List[Dict[str, Any]]:
     """`tensor_errors` of a prado-train model folder, converted as prado-export converts it.
 
-    The int8 model is converted again with the export's converter settings and calibration
+    Unless `int8_model` is given, the int8 model is converted again with the export's converter
+    settings and calibration
     (`prado_tiny.export.tflite.convert` on the calibration inputs; for a pQRNN-MAtt the one-step
     decoder, `prado_tiny.models.pqrnn_matt._convert` on the step inputs of the Keras model's greedy
     decoding of the calibration utterances, as `export_pqrnn_matt` does), next to a float
@@ -203,6 +205,9 @@ def tensor_report(model_dir: str, calibration: Sequence, dev: Optional[Sequence]
       dev: `Example`s the errors are measured on (default: `calibration`).
       max_samples: most inputs measured: flat models one per example (default 64), pQRNN-MAtt
         decoder steps drawn from the greedy decoding of as many examples (default 256).
+      int8_model: the int8 conversion prado-export just made, tensor names kept (the
+        `converted` dict of `export`: its `"model"`, or a pQRNN-MAtt's `"decoder"`); when
+        given it is measured as it is instead of being converted again.
     """
     import inspect
 
@@ -224,7 +229,7 @@ def tensor_report(model_dir: str, calibration: Sequence, dev: Optional[Sequence]
         max_steps = inspect.signature(s2s.export).parameters["max_step_samples"].default
         cp = encoder.encode_tokens_batch([list(ex.tokens) for ex in calibration])
         keras_model = step_export_model(model)
-        int8 = _convert(keras_model, record_step_samples(model, cp, max_steps))
+        int8 = int8_model or _convert(keras_model, record_step_samples(model, cp, max_steps))
         samples = record_step_samples(model, encoder.encode_tokens_batch(
             [list(ex.tokens) for ex in examples]), n)
     else:
@@ -232,7 +237,8 @@ def tensor_report(model_dir: str, calibration: Sequence, dev: Optional[Sequence]
         from prado_tiny.models.base import export_model
         keras_model = export_model(model, encoder.input_shape(spec["input"]),
                                    input_name=md.input_name(spec))
-        int8 = convert(keras_model, [input_array(encoder, spec, ex.tokens)[None] for ex in calibration])
+        int8 = int8_model or convert(
+            keras_model, [input_array(encoder, spec, ex.tokens)[None] for ex in calibration])
         samples = [input_array(encoder, spec, ex.tokens)[None] for ex in examples]
     return tensor_errors(_float_convert(keras_model), int8, samples)
 

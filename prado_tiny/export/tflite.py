@@ -121,12 +121,15 @@ def parity(path: str, model, feature_set, vocab, intent_mode: str) -> ParityRepo
 
 
 def export(model_dir: str, output: str, calibration: Sequence[Example],
-           dev: Optional[Sequence[Example]] = None, keep_tensor_names: bool = False
-           ) -> Dict[str, Any]:
+           dev: Optional[Sequence[Example]] = None, keep_tensor_names: bool = False,
+           converted: Optional[Dict[str, bytes]] = None) -> Dict[str, Any]:
     """Exports `model_dir` to `output`; returns the report (size, ops, parity).
 
     `keep_tensor_names`: keep the converter's names of internal tensors (for debugging with
-    a model viewer; they add about 19 KB). Input and output names are always kept."""
+    a model viewer; they add about 19 KB). Input and output names are always kept.
+    `converted`: a dict that receives the converter's output before the metadata is embedded
+    (`"model"`: int8 bytes with every tensor name), for `tensor_report` without a second
+    conversion."""
     from prado_tiny.export.inspect import check_builtin_int8
     from prado_tiny.export.metadata import embed_metadata
     from prado_tiny.models import model_dir as md
@@ -142,6 +145,8 @@ def export(model_dir: str, output: str, calibration: Sequence[Example],
     samples = [input_array(encoder, spec, ex.tokens)[None] for ex in calibration]
     data = convert(export_model(model, shape, input_name=md.input_name(spec)), samples)
     report = check_builtin_int8(data, raise_on_violation=True)
+    if converted is not None:
+        converted["model"] = data
     names = _output_names(data)
     data = embed_metadata(data, metadata_document(spec, vocab, encoder, names),
                           keep_tensor_names=keep_tensor_names)
