@@ -14,8 +14,9 @@ Usage (from the repository root):
 Runs:
   mtop_matt            pQRNN-MAtt, one model for MTOP's six languages (configs/pqrnn_matt.flags)
   mtop_matt_en         the same on English only
-  mtop_matt_int8       mtop_matt with --int8_internals (QAT rounds the LayerNorm internals and raw
-                       attention scores as the converter does; BUILD.md "pQRNN-MAtt: decisions")
+  mtop_matt_noint8     mtop_matt with --noint8_internals (QAT leaves the LayerNorm internals and raw
+                       attention scores unrounded: the layout before 2026-12-06; BUILD.md
+                       "pQRNN-MAtt: decisions")
   mtop_lstm_seq2seq    the LSTM seq2seq baseline, six languages (configs/lstm_seq2seq.flags)
 """
 import argparse
@@ -30,8 +31,8 @@ COMMON = ["--progress=false"]
 MTOP = ["configs/mtop.flags"]
 RUNS = {
     "mtop_matt": (["configs/pqrnn_matt.flags"] + MTOP, ["--epochs=12", "--qat_epochs=2"]),
-    "mtop_matt_int8": (["configs/pqrnn_matt.flags"] + MTOP,
-                       ["--epochs=12", "--qat_epochs=2", "--int8_internals"]),
+    "mtop_matt_noint8": (["configs/pqrnn_matt.flags"] + MTOP,
+                         ["--epochs=12", "--qat_epochs=2", "--noint8_internals"]),
     "mtop_matt_en": (["configs/pqrnn_matt.flags"] + MTOP,
                      ["--epochs=12", "--qat_epochs=2", "--languages=en"]),
     # mtop.flags' learning rate (2e-3, for the projection models) overridden: the LSTMs take 1e-3.

@@ -77,11 +77,11 @@ flags.DEFINE_float("decoder_dropout", 0.0, "pqrnn_matt: dropout on the decoder e
                    "its layers.")
 flags.DEFINE_float("label_smoothing", 0.1, "pqrnn_matt: epsilon of the label-smoothed "
                    "cross-entropy.")
-flags.DEFINE_boolean("int8_internals", False, "pqrnn_matt: QAT also rounds the int8 tensors the "
+flags.DEFINE_boolean("int8_internals", True, "pqrnn_matt: QAT also rounds the int8 tensors the "
                      "converter adds inside the decoder's LayerNorms and attention and pointer "
-                     "scores, so the exported decoder computes what was trained. Off by default "
-                     "until a six-language MTOP run confirms it (see BUILD.md); off is the layout "
-                     "of the README's figures.")
+                     "scores, so the exported decoder computes what was trained (six-language "
+                     "MTOP: .tflite within 0.5 tree exact match of Keras in every language with "
+                     "it, -2.32 on average and -7.66 in Thai without; BUILD.md).")
 flags.DEFINE_integer("beam_width", 4, "pqrnn_matt: beam width of prado-eval, prado-export's parity "
                      "check and the Predictor (stored with the model; development scores during "
                      "training use constrained greedy decoding).")
@@ -395,6 +395,7 @@ def main(argv):
           + f" ({FLAGS.dataset}, languages: {','.join(sorted({e.language for e in train}))})", flush=True)
 
     if old is not None:
+        old = md.with_config_defaults(old)
         # num_intents / num_slot_tags are derived from the data when the folder is created.
         derived = {k: (old.get("config") or {}).get(k) for k in ("num_intents", "num_slot_tags",
                                                                  "vocab_size", "output_vocab_size",

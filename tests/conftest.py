@@ -96,7 +96,7 @@ TINY_MATT = ["--model=pqrnn_matt", "--dataset=demo", "--languages=en,th", "--max
              "--decoder_dim=48", "--num_heads=2", "--ff_dim=96", "--max_target_len=48",
              "--batch_size=32", "--epochs=5", "--qat_epochs=2", "--progress=false",
              "--learning_rate=0.005", "--warmup_steps=5", "--label_smoothing=0.05",
-             "--int8_internals", "--beam_width=3", "--checkpoint_secs=0"]
+             "--beam_width=3", "--checkpoint_secs=0"]
 PARITY_EXAMPLES = 40
 
 

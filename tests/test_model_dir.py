@@ -57,3 +57,23 @@ def test_distortion_changes_real_tokens_only_and_repeats_with_the_seed(examples,
     same = md.distortion_augmenter(spec, encoder, 0.0)(features, batch_examples,
                                                         np.random.default_rng(1))
     np.testing.assert_array_equal(same[key], features[key])
+
+
+def test_a_folder_that_predates_a_config_option_compares_by_its_default():
+    """A pqrnn_matt folder written before `int8_internals` existed was trained without it: its
+    spec compares as False (so --noint8_internals resumes it and the new default names the one
+    difference), never as a missing key."""
+    import dataclasses
+
+    from prado_tiny.models.pqrnn_matt import PQRNNMAttConfig
+    config = dataclasses.asdict(PQRNNMAttConfig(output_vocab_size=84, pointer_offset=20))
+    legacy = {"model_type": "pqrnn_matt", "config": {k: v for k, v in config.items()
+                                                     if k != "int8_internals"}}
+    filled = md.with_config_defaults(legacy)
+    assert filled["config"]["int8_internals"] is False and "int8_internals" not in legacy["config"]
+    assert md.spec_differences(filled, {**legacy, "config": config}) == []
+    new = {**legacy, "config": dict(config, int8_internals=True)}
+    assert md.spec_differences(filled, new) == ["config.int8_internals: False -> True"]
+    # Unknown model types and keys already present are left as they are.
+    assert md.with_config_defaults({"model_type": "x", "config": {}}) == {"model_type": "x", "config": {}}
+    assert md.with_config_defaults(new)["config"]["int8_internals"] is True

@@ -51,7 +51,7 @@ def test_train_writes_a_seq2seq_model_folder(matt):
     assert (c["output_vocab_size"], c["pointer_offset"], c["hidden_dim"], c["bottleneck_dim"]) == \
         (vocab.size, vocab.pointer_offset, 48, 64)
     assert spec["decoding"] == {"beam_width": 3, "length_penalty_alpha": 0.6}
-    assert c["int8_internals"] is True  # TINY_MATT opts in: the path trained end to end here
+    assert c["int8_internals"] is True  # the default: QAT rounds what the converter rounds
     # Examples without a target are counted and named, never dropped silently: one Thai
     # training utterance copies a word beyond the 32 source tokens.
     assert "seq2seq targets for 1499 of 1500 training examples; skipped 1 " \

@@ -118,6 +118,21 @@ def read_spec(model_dir: str) -> Optional[Dict[str, Any]]:
     return spec
 
 
+def with_config_defaults(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """`spec` with every config key it predates filled in with its config class's default: an
+    option added later (e.g. pqrnn_matt's `int8_internals`) defaults to the layout older folders
+    were trained with, so a folder is compared by what it holds, not by a missing key."""
+    import dataclasses
+    types = model_types()
+    if spec.get("model_type") not in types:
+        return spec
+    config = dict(spec.get("config") or {})
+    for f in dataclasses.fields(types[spec["model_type"]][0]):
+        if f.name not in config and f.default is not dataclasses.MISSING:
+            config[f.name] = f.default
+    return dict(spec, config=config)
+
+
 def spec_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> list:
     """Keys whose values differ between two specs (nested keys joined by dots)."""
     out = []
