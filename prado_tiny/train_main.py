@@ -395,15 +395,17 @@ def main(argv):
           + f" ({FLAGS.dataset}, languages: {','.join(sorted({e.language for e in train}))})", flush=True)
 
     if old is not None:
-        old = md.with_config_defaults(old)
         # num_intents / num_slot_tags are derived from the data when the folder is created.
         derived = {k: (old.get("config") or {}).get(k) for k in ("num_intents", "num_slot_tags",
                                                                  "vocab_size", "output_vocab_size",
                                                                  "pointer_offset")
                    if k in (old.get("config") or {})}
         spec["config"].update(derived)
-        diff = md.spec_differences({k: old.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")},
-                                   {k: spec.get(k) for k in ("model_type", "intent_mode", "input", "config", "data")})
+        # Config keys either side leaves out (a folder older than an option, or one without a
+        # flag) compare as their config class's default.
+        keys = ("model_type", "intent_mode", "input", "config", "data")
+        was, now = md.with_config_defaults(old), md.with_config_defaults(spec)
+        diff = md.spec_differences({k: was.get(k) for k in keys}, {k: now.get(k) for k in keys})
         if diff:
             raise app.UsageError(f"{model_dir} holds a model trained with other settings; use a new "
                                  f"--model_dir or the same flags. Differences: " + "; ".join(diff))
