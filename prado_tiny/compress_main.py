@@ -11,7 +11,6 @@ without retraining. --compressed adds task-aware models (`prado-train --model=bi
 size axis. Prints a table (compression of the table against float32, scores, relative
 degradation of --metric) and writes PREFIX.json, PREFIX.md and PREFIX.png.
 """
-import json
 import os
 import time
 
@@ -79,17 +78,15 @@ def main(argv):
 
 def _embedding_kind(model_dir: str) -> str:
     """"table" or "codes" for a BiLSTM folder, else a description (from model.json only)."""
-    path = os.path.join(model_dir, "model.json")
+    from prado_tiny.models import model_dir as md  # no TensorFlow import
     try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-    except FileNotFoundError:
-        raise app.UsageError(f"{model_dir}: not a prado-train model folder (no model.json)") from None
-    except (OSError, ValueError) as e:
-        raise app.UsageError(f"{path}: cannot read the model spec: {e}") from None
-    model_type = spec.get("model_type")
-    if model_type != "bilstm":
-        return f"{model_type} (no embedding table)"
+        spec = md.read_spec(model_dir)
+    except md.ModelDirError as e:
+        raise app.UsageError(str(e)) from None
+    if spec is None:
+        raise app.UsageError(f"{model_dir}: not a prado-train model folder (no model.json)")
+    if spec.get("model_type") != "bilstm":
+        return f"{spec.get('model_type')} (no embedding table)"
     return (spec.get("config") or {}).get("embedding", "table")
 
 
