@@ -52,8 +52,8 @@ def test_report_rows_table_and_plot(models):
 
 
 def test_errors(models):
-    """Each from model.json alone, before TensorFlow loads (a wrong --compressed used to wait
-    for the reference's whole offline sweep)."""
+    """Each from model.json, before the reference's offline sweep (a wrong --compressed used to
+    wait for all of it)."""
     root, ref, codes = models
     out = run_module("prado_tiny.compress_main", f"--reference={codes}", "--dataset=demo",
                      "--split=dev", f"--out={root / 'x'}", ok=False)

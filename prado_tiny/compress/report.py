@@ -65,10 +65,14 @@ def embedding_layer(model):
 def measure(reference_dir: str, examples: Sequence, compressed_dirs: Sequence[str] = (),
             other_dirs: Sequence[str] = (), sweep=offline.DEFAULT_SWEEP, log=print) -> List[Row]:
     """The rows of the report on `examples` (a development split)."""
-    from prado_tiny.layers.code_embedding import CodeEmbedding
     from prado_tiny.layers.piece_embedding import PieceEmbedding
     from prado_tiny.models import model_dir as md
 
+    # Every compressed folder is checked before the reference's sweep, not after it.
+    for path in compressed_dirs:
+        if md.embedding_kind(md.read_spec(path) or {}) != "codes":
+            raise ValueError(f"{path}: not a compressed-embedding model "
+                             f"(prado-train --model=bilstm --embedding=codes)")
     model, spec, vocab, encoder = md.load(reference_dir)
     emb = embedding_layer(model)
     if not isinstance(emb, PieceEmbedding):
@@ -92,9 +96,6 @@ def measure(reference_dir: str, examples: Sequence, compressed_dirs: Sequence[st
     for path in compressed_dirs:
         m, s, voc, enc = md.load(path)
         layer = embedding_layer(m)
-        if not isinstance(layer, CodeEmbedding):
-            raise ValueError(f"{path}: not a compressed-embedding model "
-                             f"(prado-train --model=bilstm --embedding=codes)")
         if (layer.vocab_size, layer.dim) != (v, d):
             log(f"note: {path} has a {layer.vocab_size}x{layer.dim} table, the reference {v}x{d}")
         b = layer.table_bytes()

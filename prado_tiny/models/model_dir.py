@@ -133,6 +133,14 @@ def with_config_defaults(spec: Dict[str, Any]) -> Dict[str, Any]:
     return dict(spec, config=config)
 
 
+def embedding_kind(spec: Dict[str, Any]) -> str:
+    """"table" or "codes" for a BiLSTM spec (its word-piece embedding), else a description of a
+    model without an embedding table; from the spec alone (no TensorFlow)."""
+    if spec.get("model_type") != "bilstm":
+        return f"{spec.get('model_type')} (no embedding table)"
+    return (spec.get("config") or {}).get("embedding", "table")
+
+
 def spec_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> list:
     """Keys whose values differ between two specs (nested keys joined by dots)."""
     out = []
