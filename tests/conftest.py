@@ -102,8 +102,8 @@ PARITY_EXAMPLES = 40
 
 @pytest.fixture(scope="session")
 def tiny_matt(tmp_path_factory):
-    """-> dict(model_dir, tflite, decoder, train_out, export_out) of a tiny trained and exported
-    pQRNN-MAtt."""
+    """-> dict(model_dir, tflite, decoder, tensors, train_out, export_out) of a tiny trained and
+    exported pQRNN-MAtt (`tensors`: its `--tensor_report` JSON)."""
     root = tmp_path_factory.mktemp("pqrnn_matt")
     model_dir = str(root / "model")
     train_out = run_module("prado_tiny.train_main", f"--model_dir={model_dir}", *TINY_MATT)
@@ -113,6 +113,8 @@ def tiny_matt(tmp_path_factory):
                             f"--parity_examples={PARITY_EXAMPLES}",
                             # 40 examples of a barely trained model: one flipped parse moves the
                             # score by 2.5 points, so the default 1-point gate would be noise.
-                            "--max_exact_match_drop=15")
+                            "--max_exact_match_drop=15",
+                            f"--tensor_report={root / 'export' / 'tensors.json'}")
     return dict(model_dir=model_dir, tflite=tflite, decoder=str(root / "export" / "parser.decoder.tflite"),
-                train_out=train_out, export_out=export_out)
+                tensors=str(root / "export" / "tensors.json"), train_out=train_out,
+                export_out=export_out)

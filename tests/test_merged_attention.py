@@ -188,6 +188,7 @@ from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.merged_attention import MergedAttentionDecoderBlock
 from prado_tiny.export.inspect import check_builtin_int8
 from ai_edge_litert.interpreter import Interpreter
+from prado_tiny.export.keras_converter import keras_converter
 
 
 def run(flag):
@@ -208,14 +209,14 @@ def run(flag):
 
 
     def convert(model, samples):
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: iter(samples)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-        return conv.convert()
+        with keras_converter(model) as conv:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = lambda: iter(samples)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+            conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+            return conv.convert()
 
 
     class Step(keras.layers.Layer):

@@ -118,6 +118,23 @@ def test_export_writes_two_builtin_int8_files_with_metadata(matt):
     assert f"parity on {PARITY_EXAMPLES} development examples" in out and "tree exact match" in out
 
 
+def test_tensor_report_measures_the_exported_decoder(matt):
+    """--tensor_report measures the decoder bytes just exported, not a second conversion: every
+    int8 scale it reports is a scale of the shipped decoder file."""
+    from ai_edge_litert.interpreter import Interpreter
+    with open(matt["tensors"], encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["graph"] == "decoder step" and doc["measured_on"] == "parity examples"
+    rows = doc["tensors"]
+    assert rows and all(t["scale"] > 0 and t["relative_rms"] >= 0 for t in rows)
+    shipped = set()
+    for d in Interpreter(model_path=matt["decoder"]).get_tensor_details():
+        shipped.update(np.float32(s) for s in d["quantization_parameters"]["scales"])
+    reported = {np.float32(t["scale"]) for t in rows}
+    assert reported <= shipped, sorted(reported - shipped)[:5]
+    assert f"written to {matt['tensors']}" in matt["export_out"]
+
+
 def test_the_host_passes_keys_and_state_between_the_pair_unchanged(matt):
     """The encoder's int8 keys and the decoder's mean state go back in as they came out: QAT
     pins each to one range on both sides, so the host never requantizes them. Values are the

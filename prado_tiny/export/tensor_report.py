@@ -98,7 +98,7 @@ def tensor_errors(float_model: bytes, int8_model: bytes, samples: List[Sample]) 
 
     Args:
       float_model: the float TFLite conversion of the Keras model (no optimizations:
-        `tf.lite.TFLiteConverter.from_keras_model(m).convert()`).
+        `keras_converter(m)`, or `tf.lite.TFLiteConverter.from_keras_model(m)`, converted).
       int8_model: the int8 conversion of the same Keras model, tensor names kept (the
         converter's output, before `embed_metadata` strips them).
       samples: model inputs, each a float/int array (single-input model; the batch dimension may
@@ -181,8 +181,9 @@ def format_report(rows: Sequence[Dict[str, Any]], top: Optional[int] = None) -> 
 
 
 def _float_convert(keras_model) -> bytes:
-    import tensorflow as tf
-    return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+    from prado_tiny.export.keras_converter import keras_converter
+    with keras_converter(keras_model) as conv:
+        return conv.convert()
 
 
 def tensor_report(model_dir: str, calibration: Sequence, dev: Optional[Sequence] = None,

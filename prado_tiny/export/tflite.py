@@ -48,16 +48,17 @@ def convert(keras_model, samples: List[np.ndarray]) -> bytes:
     import tensorflow as tf
 
     from prado_tiny.export.inspect import fold_exact_int8_casts
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([s] for s in samples)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_output_type = tf.int8  # the int32 codepoint input stays int32
-    # One scale per weight tensor, as QAT trained them (`quantize_weight` is per tensor): the
-    # converter's default per-channel scales re-quantize the same values and add a float scale
-    # and an int64 zero point per output channel, about 45 KB in a pNLP-Mixer Base.
-    conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    return fold_exact_int8_casts(conv.convert())
+    from prado_tiny.export.keras_converter import keras_converter
+    with keras_converter(keras_model) as conv:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([s] for s in samples)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_output_type = tf.int8  # the int32 codepoint input stays int32
+        # One scale per weight tensor, as QAT trained them (`quantize_weight` is per tensor): the
+        # converter's default per-channel scales re-quantize the same values and add a float
+        # scale and an int64 zero point per output channel, about 45 KB in a pNLP-Mixer Base.
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+        return fold_exact_int8_casts(conv.convert())
 
 
 @dataclasses.dataclass
