@@ -251,6 +251,7 @@ TFLITE_CHECK = """
     import test_minhash_projection as T
     from prado_tiny.layers import minhash_projection as M
     from prado_tiny.export.inspect import check_builtin_int8, fold_exact_int8_casts
+    from prado_tiny.export.keras_converter import keras_converter
     from ai_edge_litert.interpreter import Interpreter
 
     B, TOK, P, C = 2, 6, 3, 8
@@ -263,13 +264,13 @@ TFLITE_CHECK = """
                 x = np.zeros((B, TOK, P, C), np.int32)
                 x[:, :rng.integers(1, TOK + 1), 0, :rng.integers(1, C + 1)] = rng.integers(97, 123)
                 yield [x]
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-        return fold_exact_int8_casts(conv.convert())
+        with keras_converter(model) as conv:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = rep
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+            return fold_exact_int8_casts(conv.convert())
 
     inp = keras.Input((TOK, P, C), batch_size=B, dtype="int32")
     proj = M.MinHashProjection(**KW)

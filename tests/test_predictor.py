@@ -33,6 +33,7 @@ MAKE_MODEL = """
     import tensorflow as tf, tf_keras as keras
     from prado_tiny.data.text_encoder import TextEncoder
     from prado_tiny.data.vocab import LabelVocab
+    from prado_tiny.export.keras_converter import keras_converter
 
     out = sys.argv[1]
     enc = TextEncoder.from_config(json.loads(sys.argv[2]))
@@ -77,14 +78,14 @@ MAKE_MODEL = """
     texts = ["wake me at 7 30", "weather in paris", "paris दिल्ली at 7", "q test", "",
              "set alarm 7 in paris", "हिन्दी 42 q", "a b c d e f g h i j"]
     reps = [enc.encode_text(t).subwords[np.newaxis] for t in texts]
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x] for x in reps * 8)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                      tf.lite.OpsSet.TFLITE_BUILTINS]
-    conv.inference_output_type = tf.int8  # the int32 input stays int32
-    with open(out, "wb") as fh:
-        fh.write(conv.convert())
+    with keras_converter(model) as conv:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in reps * 8)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
+        conv.inference_output_type = tf.int8  # the int32 input stays int32
+        with open(out, "wb") as fh:
+            fh.write(conv.convert())
     print("made")
 """
 
