@@ -12,17 +12,19 @@ Usage (from the repository root):
       [--datasets ../shared/datasets]
 
 Runs:
-  mtop_matt            pQRNN-MAtt, one model for MTOP's six languages (configs/pqrnn_matt.flags)
-  mtop_matt_en         the same on English only
-  mtop_matt_noint8     mtop_matt with --noint8_internals (QAT leaves the LayerNorm internals and raw
-                       attention scores unrounded: the layout before 2026-12-06; BUILD.md
-                       "pQRNN-MAtt: decisions")
-  mtop_lstm_seq2seq    the LSTM seq2seq baseline, six languages (configs/lstm_seq2seq.flags)
-  mtop_matt_18, mtop_lstm_seq2seq_18
-                       the same two on a longer schedule: 18 epochs (pQRNN-MAtt's last 2 with QAT),
-                       since pQRNN-MAtt's development score still rose at the end of 12
-  mtop_matt_large_18   mtop_matt_18 with 1024 projection features and a decoder of width 256
-                       (feed-forward 512): 2.91M parameters, about 3.1 MB as the int8 pair
+  mtop_matt            pQRNN-MAtt, one model for MTOP's six languages (configs/pqrnn_matt.flags:
+                       1024 projection features, decoder width 256), 18 epochs, QAT in the last 2
+  mtop_matt_large_18   the name the README's 2026-12-06 run had: the same flags as mtop_matt
+  mtop_matt_small_12   the earlier default: 512 features, decoder width 192 (feed-forward 768),
+                       12 epochs, QAT in the last 2
+  mtop_matt_small_18   mtop_matt_small_12 over 18 epochs (the schedule without the capacity)
+  mtop_matt_en         mtop_matt_noint8 on English only (README, 2026-12-02)
+  mtop_matt_noint8     mtop_matt_small_12 with --noint8_internals (QAT leaves the LayerNorm
+                       internals and raw attention scores unrounded: the layout before 2026-12-06;
+                       BUILD.md "pQRNN-MAtt: decisions")
+  mtop_lstm_seq2seq    the LSTM seq2seq baseline, six languages (configs/lstm_seq2seq.flags),
+                       12 epochs
+  mtop_lstm_seq2seq_18 the baseline over 18 epochs, as mtop_matt
 """
 import argparse
 import json
@@ -34,21 +36,22 @@ import reproduce_mixer as rm  # tool(), run(): the same command runner; puts REP
 REPO = rm.REPO
 COMMON = ["--progress=false"]
 MTOP = ["configs/mtop.flags"]
+# The pQRNN-MAtt layout before 2026-12-06 (configs/pqrnn_matt.flags now sets the larger one).
+SMALL = ["--num_features=512", "--decoder_dim=192", "--ff_dim=768"]
+MATT = ["configs/pqrnn_matt.flags"] + MTOP
+LSTM = ["configs/lstm_seq2seq.flags"] + MTOP
+# mtop.flags' learning rate (2e-3, for the projection models) overridden: the LSTMs take 1e-3.
+LSTM_LR = ["--learning_rate=1e-3", "--warmup_steps=500"]
 RUNS = {
-    "mtop_matt": (["configs/pqrnn_matt.flags"] + MTOP, ["--epochs=12", "--qat_epochs=2"]),
-    "mtop_matt_noint8": (["configs/pqrnn_matt.flags"] + MTOP,
-                         ["--epochs=12", "--qat_epochs=2", "--noint8_internals"]),
-    "mtop_matt_en": (["configs/pqrnn_matt.flags"] + MTOP,
-                     ["--epochs=12", "--qat_epochs=2", "--languages=en"]),
-    # mtop.flags' learning rate (2e-3, for the projection models) overridden: the LSTMs take 1e-3.
-    "mtop_lstm_seq2seq": (["configs/lstm_seq2seq.flags"] + MTOP,
-                          ["--epochs=12", "--learning_rate=1e-3", "--warmup_steps=500"]),
-    "mtop_matt_18": (["configs/pqrnn_matt.flags"] + MTOP, ["--epochs=18", "--qat_epochs=2"]),
-    "mtop_matt_large_18": (["configs/pqrnn_matt.flags"] + MTOP,
-                           ["--epochs=18", "--qat_epochs=2", "--num_features=1024",
-                            "--decoder_dim=256", "--ff_dim=512"]),
-    "mtop_lstm_seq2seq_18": (["configs/lstm_seq2seq.flags"] + MTOP,
-                             ["--epochs=18", "--learning_rate=1e-3", "--warmup_steps=500"]),
+    "mtop_matt": (MATT, ["--epochs=18", "--qat_epochs=2"]),
+    "mtop_matt_large_18": (MATT, ["--epochs=18", "--qat_epochs=2"]),
+    "mtop_matt_small_12": (MATT, SMALL + ["--epochs=12", "--qat_epochs=2"]),
+    "mtop_matt_small_18": (MATT, SMALL + ["--epochs=18", "--qat_epochs=2"]),
+    "mtop_matt_noint8": (MATT, SMALL + ["--epochs=12", "--qat_epochs=2", "--noint8_internals"]),
+    "mtop_matt_en": (MATT, SMALL + ["--epochs=12", "--qat_epochs=2", "--noint8_internals",
+                                    "--languages=en"]),
+    "mtop_lstm_seq2seq": (LSTM, ["--epochs=12"] + LSTM_LR),
+    "mtop_lstm_seq2seq_18": (LSTM, ["--epochs=18"] + LSTM_LR),
 }
 SPLIT = "eval"
 
