@@ -2,7 +2,7 @@
 
 Usage: prado-eval --model=FILE.tflite|DIR --dataset=NAME --data_dir=DIR --split=SPLIT
        [--languages=...] [--predictions_out=FILE] [--metrics_out=FILE.json]
-       [--teacher_out=FILE] [--max_examples=N]
+       [--teacher_out=FILE] [--max_examples=N] [--nofake_quant]
 
 Prints intent accuracy, slot P/R/F1 and exact match per language, overall (micro) and averaged
 over languages. --predictions_out writes one JSON line per example, in the order of the input
@@ -34,6 +34,9 @@ flags.DEFINE_string("teacher_out", None, "Write the model's intent and slot logi
                     "as a teacher file for `prado-train --teacher` (use --split=train).")
 flags.DEFINE_integer("max_examples", 0, "Score only the first N examples of each language, in "
                      "file order (0 = all): a quick or re-runnable partial figure.")
+flags.DEFINE_bool("fake_quant", True, "A model folder trained with QAT: score it with its fake "
+                  "quantization (what its int8 .tflite is trained to match); --nofake_quant "
+                  "scores its weights in float, to tell the quantization's cost from the weights'.")
 flags.DEFINE_integer("beam_width", 0, "Seq2seq models: beam width (0 = the model's default).")
 flags.DEFINE_float("length_penalty_alpha", -1.0, "Seq2seq models: alpha of the GNMT length "
                    "penalty (negative = the model's default).")
@@ -92,10 +95,12 @@ def main(argv):
         from prado_tiny.evaluation import keras_logits
         from prado_tiny.models import model_dir as md
         try:
-            model, spec, vocab, encoder = md.load(FLAGS.model)
+            model, spec, vocab, encoder = md.load(FLAGS.model,
+                                                  quantize=None if FLAGS.fake_quant else False)
         except md.ModelDirError as e:
             raise app.UsageError(str(e)) from None
-        kind = "model folder"
+        kind = ("model folder, QAT weights in float (--nofake_quant)"
+                if spec.get("qat") and not FLAGS.fake_quant else "model folder")
         if md.is_seq2seq(spec):
             seq2seq = True
             _no_teacher_out(spec["model_type"])
@@ -154,6 +159,8 @@ def main(argv):
         doc = {"model": FLAGS.model, "dataset": FLAGS.dataset, "split": FLAGS.split,
                "languages": FLAGS.languages, "examples": len(examples),
                "max_examples_per_language": FLAGS.max_examples or None, "result": result}
+        if os.path.isdir(FLAGS.model):
+            doc["fake_quant"] = bool(spec.get("qat")) and FLAGS.fake_quant
         if seq2seq:
             doc["decoding"] = {"beam_width": width, "length_penalty_alpha": alpha, "constrain": True}
         if not os.path.isdir(FLAGS.model):

@@ -118,3 +118,30 @@ def test_max_examples_scores_the_first_of_each_language(tiny_export, dev_example
                         "--dataset=demo", "--max_examples=-1"],
                        capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode != 0 and "--max_examples=-1: must be 0 (all) or positive" in r.stderr
+
+
+def test_nofake_quant_scores_the_qat_weights_in_float(tiny_export, tmp_path):
+    """The same QAT folder, with and without its fake quantization: the flag reaches the model
+    (no FakeQuant left on) and is recorded in the metrics."""
+    from prado_tiny.layers.fake_quant import FakeQuant
+    from prado_tiny.models import model_dir as md
+    model_dir = tiny_export[0]
+
+    def fake_quants(model):
+        return [m for m in model.submodules if isinstance(m, FakeQuant)]
+
+    on = fake_quants(md.load(model_dir)[0])
+    assert on and all(m.quantize for m in on)
+    off = fake_quants(md.load(model_dir, quantize=False)[0])
+    assert not any(m.quantize for m in off)
+    docs = {}
+    for flag in ("--fake_quant", "--nofake_quant"):
+        metrics = tmp_path / f"{flag}.json"
+        r = subprocess.run([sys.executable, "-m", "prado_tiny.eval_main", f"--model={model_dir}",
+                            "--dataset=demo", "--split=dev", "--max_examples=5", flag,
+                            f"--metrics_out={metrics}"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+        assert ("QAT weights in float" in r.stdout) == (flag == "--nofake_quant"), r.stdout
+        docs[flag] = json.loads(metrics.read_text(encoding="utf-8"))
+    assert docs["--fake_quant"]["fake_quant"] is True and docs["--nofake_quant"]["fake_quant"] is False

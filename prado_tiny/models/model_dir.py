@@ -162,13 +162,15 @@ def build_model(spec: Dict[str, Any], quantize: Optional[bool] = None):
     return model_cls(config_cls.from_dict(spec["config"]), quantize=q)
 
 
-def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], LabelVocab, TextEncoder]:
+def load(model_dir: str, weights: str = "best", quantize: Optional[bool] = None
+         ) -> Tuple[Any, Dict[str, Any], LabelVocab, TextEncoder]:
     """-> (model with weights restored, spec, label vocabulary, text encoder).
 
     For a seq2seq model (`is_seq2seq(spec)`, pqrnn_matt) the third item is its `OutputVocab`.
 
     `weights`: `best` (the best development epoch; falls back to the latest checkpoint when
-    training never evaluated) or `latest`.
+    training never evaluated) or `latest`. `quantize`: as `build_model` (None: fake quantization
+    on for a QAT model; False: its weights in float).
     """
     import tensorflow as tf
 
@@ -179,7 +181,7 @@ def load(model_dir: str, weights: str = "best") -> Tuple[Any, Dict[str, Any], La
         raise ModelDirError(f"{model_dir}: no {MODEL_FILE}; is this a prado-train --model_dir?")
     vocab = load_output_vocab(model_dir) if is_seq2seq(spec) else LabelVocab.load(model_dir)
     encoder = TextEncoder.load(os.path.join(model_dir, "text_encoder"))
-    model = build_model(spec)
+    model = build_model(spec, quantize)
     path = None
     if weights == "best" and os.path.exists(os.path.join(model_dir, "best", "ckpt.index")):
         path = os.path.join(model_dir, "best", "ckpt")
