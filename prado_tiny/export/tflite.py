@@ -43,16 +43,23 @@ def metadata_document(spec: Dict[str, Any], vocab, encoder, output_names: Dict[s
             "qat": bool(spec.get("qat"))}
 
 
-def convert(keras_model, samples: List[np.ndarray]) -> bytes:
-    """int8 conversion, builtin ops only; `samples` are single inputs `[1, ...]`."""
+def convert(keras_model, samples: List[Any], int8_float_inputs: bool = False) -> bytes:
+    """int8 conversion, builtin ops only, exact int8 casts folded.
+
+    `samples`: representative inputs, each an array `[1, ...]` (a single-input model) or a dict
+    `{input name: [1, ...] array}`. `int8_float_inputs`: float inputs become int8 too (a
+    pQRNN-MAtt decoder step's state); integer inputs stay int32 either way.
+    """
     import tensorflow as tf
 
     from prado_tiny.export.inspect import fold_exact_int8_casts
     from prado_tiny.export.keras_converter import keras_converter
     with keras_converter(keras_model) as conv:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([s] for s in samples)
+        conv.representative_dataset = lambda: (s if isinstance(s, dict) else [s] for s in samples)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_float_inputs:
+            conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8  # the int32 codepoint input stays int32
         # One scale per weight tensor, as QAT trained them (`quantize_weight` is per tensor): the
         # converter's default per-channel scales re-quantize the same values and add a float

@@ -712,19 +712,10 @@ def record_step_samples(model: PQRNNMAtt, codepoints, max_samples: int, seed: in
 
 
 def _convert(keras_model, samples) -> bytes:
-    """int8 conversion with builtin ops only, named multi-input representative samples; the
-    settings of `prado_tiny.export.tflite.convert` (per-tensor dense scales, folded exact casts),
-    with int8 float inputs too."""
-    from prado_tiny.export.inspect import fold_exact_int8_casts
-    from prado_tiny.export.keras_converter import keras_converter
-    with keras_converter(keras_model) as conv:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: iter(samples)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8  # int32 inputs (codepoints, token, count) stay int32
-        conv.inference_output_type = tf.int8
-        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-        return fold_exact_int8_casts(conv.convert())
+    """`prado_tiny.export.tflite.convert` with named multi-input representative samples and int8
+    float inputs (int32 inputs: codepoints, token, count stay int32)."""
+    from prado_tiny.export.tflite import convert
+    return convert(keras_model, samples, int8_float_inputs=True)
 
 
 def export_pqrnn_matt(model: PQRNNMAtt, calibration_codepoints, output_dir: Optional[str] = None,
