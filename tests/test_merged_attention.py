@@ -176,10 +176,9 @@ def test_docstring_example():
     assert doctest.testmod(merged_attention, extraglobs={"tf": tf}).failed == 0
 
 
-# Fresh process (a converter crash stays there, ../shared/STACK.md). The project's `convert`
-# (prado_tiny/export/tflite.py) takes single-input models with integer inputs; the step model
-# has six inputs, five of them float, so this mirrors its settings (builtin int8 ops, a
-# representative set, per-tensor dense scales) with int8 inputs and named representative inputs.
+# Fresh process (a converter crash stays there, ../shared/STACK.md). The step model has six
+# inputs, five of them float: prado-export's `convert` with named samples and int8 float inputs,
+# as a pQRNN-MAtt decoder step is converted.
 CONVERT = r"""
 import json, os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -188,7 +187,7 @@ from prado_tiny.layers.fake_quant import FakeQuant
 from prado_tiny.layers.merged_attention import MergedAttentionDecoderBlock
 from prado_tiny.export.inspect import check_builtin_int8
 from ai_edge_litert.interpreter import Interpreter
-from prado_tiny.export.keras_converter import keras_converter
+from prado_tiny.export.tflite import convert as export_convert
 
 
 def run(flag):
@@ -209,14 +208,7 @@ def run(flag):
 
 
     def convert(model, samples):
-        with keras_converter(model) as conv:
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = lambda: iter(samples)
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-            conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-            return conv.convert()
+        return export_convert(model, samples, int8_float_inputs=True)
 
 
     class Step(keras.layers.Layer):
